@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: test test-unit lint demo env images down format
 
-test:            ## everything, against the real engine/registry/databases
+test: lint       ## quality gates, then everything against the real engine/registry/databases
 	scripts/testenv test
 
 test-unit:       ## only what needs no engine

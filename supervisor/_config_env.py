@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
 PREFIX = "SUPERVISOR_"
 FILE_SUFFIX = "_FILE"
 # A secret file is a token or a password; anything bigger is a wrong path (a key, a dump ...).
@@ -146,7 +149,7 @@ def collect(
                 Problem(
                     variable,
                     f"both {env_name(field)} and {variable} are set",
-                    f"set only one of them (the _FILE form keeps the secret out of `docker inspect`)",
+                    "set only one (the _FILE form keeps the secret out of `docker inspect`)",
                 )
             )
             continue
@@ -171,3 +174,29 @@ def _unknown(name: str, valid: list[str]) -> Problem:
         f"unknown setting {name}",
         "remove it; every setting is listed in supervisor/config.py",
     )
+
+
+def problems_from(
+    error: ValidationError, fields: Mapping[str, FieldInfo], secrets: Collection[str]
+) -> list[Problem]:
+    """One :class:`Problem` per pydantic error, named after the variable, never with a secret.
+
+    A field's ``description`` says what it expects and so becomes the fix, unless the error
+    brings its own ``fix``; rules across fields arrive as ready-made problems (``config_rules``).
+    """
+    problems: list[Problem] = []
+    for item in error.errors(include_url=False):
+        ctx = item.get("ctx") or {}
+        if item["type"] == "config_rules":
+            problems.extend(ctx["problems"])
+            continue
+        field = str(item["loc"][0])
+        variable = env_name(field)
+        path = item["loc"][1:-2] if item["loc"][-1] == "[key]" else item["loc"][1:]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+        message = "is required" if item["type"] == "missing" else item["msg"]
+        message = (f"{where}: " if where else "") + message.removeprefix("Value error, ")
+        fix = ctx.get("fix") or f"set {variable} to {fields[field].description or 'a valid value'}"
+        hidden = field in secrets or item["type"] == "missing"
+        problems.append(Problem(variable, message, fix, None if hidden else show(item["input"])))
+    return problems

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -44,43 +45,27 @@ from supervisor._config_env import (
     collect,
     env_name,
     parse_json,
-    show,
+    problems_from,
     split_list,
     split_map,
 )
 from supervisor.exceptions import ConfigError
 
 __all__ = [
-    "AutoApply",
-    "Channel",
-    "HealthProbe",
-    "InfluxVersion",
-    "LogLevel",
-    "MaintenanceWindow",
-    "Policy",
-    "Role",
-    "SECRET_FIELDS",
-    "Settings",
-    "VersionProbe",
-    "check_directories",
-    "check_files",
-    "env_name",
-    "load_settings",
-]
+    "SECRET_FIELDS", "AutoApply", "Channel", "HealthProbe", "InfluxVersion", "LogLevel",
+    "MaintenanceWindow", "Policy", "Role", "Settings", "VersionProbe", "check_directories",
+    "check_files", "env_name", "load_settings",
+]  # fmt: skip
 
 SECRET_FIELDS = frozenset(
     {"admin_token", "read_token", "postgres_password", "influx_token", "registry_password"}
 )
 MIN_TOKEN_LENGTH = 16
-_SERVICE_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # Compose service names
-_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")  # Compose project names
-_REGISTRY_RE = re.compile(r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?")
-_WINDOW_RE = re.compile(r"\s*(\d{2}):(\d{2})\s*-\s*(\d{2}):(\d{2})\s*")
 
 
 class Role(StrEnum):
     """What the supervisor does with a service: update ``app`` images, run ``migrations`` once
-    per update, snapshot and restore the two databases."""
+    per update, snapshot and restore ``postgres`` and ``influxdb``."""
 
     APP = "app"
     MIGRATIONS = "migrations"
@@ -89,7 +74,7 @@ class Role(StrEnum):
 
 
 class Policy(StrEnum):
-    """Signature policy: ``enforce`` refuses unsigned images, ``warn`` logs and goes on."""
+    """Signature policy: ``enforce`` refuses an unverified image, ``warn`` logs and goes on."""
 
     ENFORCE = "enforce"
     WARN = "warn"
@@ -108,7 +93,7 @@ class Channel(StrEnum):
 
 
 class AutoApply(StrEnum):
-    """Which updates the periodic check may apply on its own (inside the maintenance window)."""
+    """Which updates the periodic check may apply on its own, inside the maintenance window."""
 
     OFF = "off"
     PATCH = "patch"
@@ -122,26 +107,88 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
 
-def _http_url(value: str, *, path_allowed: bool = True) -> str:
+# --- single values: each check raises ValueError, reported against the variable -------------
+
+
+def _matches(pattern: str, what: str) -> AfterValidator:
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise ValueError(f"not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
-    if not path_allowed and (parts.path not in ("", "/") or parts.query or parts.fragment):
-        raise ValueError("must not have a path, query or fragment beyond '/'")
     return value
 
 
-def _managed(info: ValidationInfo) -> dict[str, Role] | None:
-    """The validated services (None when they failed: membership cannot be checked then)."""
-    services: dict[str, Role] | None = info.data.get("services")
-    return services
+def _mirror_url(value: str) -> str:
+    parts = urlsplit(_http_url(value))
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a mirror URL must not have a path beyond '/'")
+    return value
 
 
-def _require_managed(names: list[str], info: ValidationInfo) -> None:
-    services = _managed(info)
-    unknown = [name for name in names if services is not None and name not in services]
-    if unknown:
-        raise ValueError(f"{', '.join(unknown)} not in SUPERVISOR_SERVICES")
+def _engine_url(value: str) -> str:
+    parts = urlsplit(value)
+    if (parts.scheme == "unix" and parts.path) or (
+        parts.scheme in ("tcp", "http", "https") and parts.hostname
+    ):
+        return value
+    raise ValueError("must be tcp://host:port, unix:///path/docker.sock or http(s)://host")
+
+
+def _url_or_path(value: str) -> str:
+    return value if value.startswith("/") else _http_url(value)
+
+
+def _long_enough(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+        raise PydanticCustomError(
+            "config",
+            f"token is too short: at least {MIN_TOKEN_LENGTH} characters are required",
+            {"fix": "generate one with `openssl rand -hex 32`"},
+        )
+    return value
+
+
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ValueError(f"regular expression does not compile: {err}") from None
+    return value
+
+
+def _version(value: str) -> str:
+    try:
+        Version(value)
+    except InvalidVersion:
+        raise ValueError("is not a version such as 1.4.2") from None
+    return value
+
+
+ServiceName = Annotated[
+    str, _matches(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", "a Compose service name (letters, digits, _.-)")
+]
+ProjectName = Annotated[
+    str, _matches(r"[a-z0-9][a-z0-9_-]*", "a Compose project name (a-z, 0-9, _ and -)")
+]
+RegistryHost = Annotated[
+    str, _matches(r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?", "a registry host[:port]")
+]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Seconds = Annotated[float, Field(gt=0, description="a number of seconds greater than 0")]
+Token = Annotated[SecretStr, AfterValidator(_long_enough)]
+Name = Annotated[str | None, Field(description="a name")]
+Secret = Annotated[SecretStr | None, Field(description="the secret, or use the _FILE form")]
+FilePath = Annotated[Path | None, Field(description="an absolute path inside the container")]
 
 
 class HealthProbe(BaseModel):
@@ -150,32 +197,22 @@ class HealthProbe(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     service: str
-    url: str
+    url: HttpUrl
     expect_status: int = Field(200, ge=100, le=599)
     timeout: float = Field(5.0, gt=0)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
-
 
 class VersionProbe(BaseModel):
-    """Proves the new version really serves: ``json_field`` of the JSON at ``url``."""
+    """Proves the new version really serves: ``json_field`` of the JSON document at ``url``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     service: str
-    url: str
+    url: HttpUrl
     json_field: str = Field("version", min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
 
 
 class MaintenanceWindow(BaseModel):
-    """When auto-apply may act, in UTC; ``end`` before ``start`` wraps midnight."""
+    """When auto-apply may act, in UTC; an ``end`` before ``start`` wraps midnight."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     start: time
@@ -183,9 +220,9 @@ class MaintenanceWindow(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> MaintenanceWindow:
-        match = _WINDOW_RE.fullmatch(text)
+        match = re.fullmatch(r"\s*(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)\s*", text)
         if not match:
-            raise ValueError("must be HH:MM-HH:MM with 24-hour UTC times")
+            raise ValueError("must be HH:MM-HH:MM (24-hour, UTC)")
         h1, m1, h2, m2 = map(int, match.groups())
         if max(h1, h2) > 23 or max(m1, m2) > 59:
             raise ValueError("hours must be 00-23 and minutes 00-59")
@@ -194,7 +231,7 @@ class MaintenanceWindow(BaseModel):
         return cls(start=time(h1, m1), end=time(h2, m2))
 
     def contains(self, moment: datetime) -> bool:
-        """Whether ``moment`` (naive means UTC) falls inside the window."""
+        """Whether ``moment`` (a naive one is taken as UTC) falls inside the window."""
         now = (moment.astimezone(UTC) if moment.tzinfo else moment).time()
         if self.start < self.end:
             return self.start <= now < self.end
@@ -204,12 +241,18 @@ class MaintenanceWindow(BaseModel):
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
 
-Seconds = Annotated[float, Field(gt=0, description="a number of seconds greater than 0")]
-Token = Annotated[SecretStr | None, Field(description=f"at least {MIN_TOKEN_LENGTH} characters")]
-Secret = Annotated[SecretStr | None, Field(description="the secret, or use the _FILE form")]
-Name = Annotated[str | None, Field(description="a name")]
-FilePath = Annotated[Path | None, Field(description="an absolute path inside the container")]
 _MAP = "a JSON object or name=value,name=value"
+_TEXT_FORMS: dict[str, Callable[[str], Any]] = {
+    "services": split_map,
+    "signature_policy_overrides": split_map,
+    "registry_mirrors": split_map,
+    "start_order": split_list,
+    "insecure_registries": split_list,
+    "health_probes": parse_json,
+    "version_probe": parse_json,
+    "maintenance_window": MaintenanceWindow.parse,
+    "log_level": str.upper,
+}
 
 
 class Settings(BaseSettings):
@@ -225,18 +268,18 @@ class Settings(BaseSettings):
     )
 
     # --- the stack -----------------------------------------------------------------------
-    engine_url: str = Field("tcp://docker-proxy:2375", description="tcp://, unix://, http(s)://")
-    compose_project: str = Field(description="the Compose project name, e.g. canopy")
-    services: dict[str, Role] = Field(description=f"{_MAP} of service=role")
-    start_order: list[str] = Field(
-        default_factory=list, description="app services in start order, a,b"
+    engine_url: Annotated[str, AfterValidator(_engine_url)] = Field(
+        "tcp://docker-proxy:2375", description="tcp://host:port (the docker-socket-proxy)"
     )
+    compose_project: ProjectName = Field(description="the Compose project name, e.g. canopy")
+    services: dict[ServiceName, Role] = Field(description=f"{_MAP} of service=role")
+    start_order: list[str] = Field(default_factory=list, description="app services, a,b")
 
     # --- storage -------------------------------------------------------------------------
     backup_dir: Path = Field(Path("/backups"), description="a directory path")
     state_dir: Path = Field(Path("/state"), description="a directory path")
     freeze_file: Path = Field(Path("/state/FREEZE"), description="a file path")  # <state_dir>
-    retention_keep: int = Field(5, ge=1, description="a whole number of snapshots >= 1")
+    retention_keep: int = Field(5, ge=1, description="a number of snapshots >= 1")
     min_free_bytes_margin: int = Field(1 << 30, ge=0, description="a number of bytes >= 0")
 
     # --- timeouts (seconds) --------------------------------------------------------------
@@ -248,13 +291,12 @@ class Settings(BaseSettings):
     backup_timeout: Seconds = 1800.0
     exec_timeout: Seconds = 300.0
 
-    # --- API -----------------------------------------------------------------------------
-    # All interfaces of the container: the API is reached over the stack's internal network.
+    # --- API (all interfaces of the container: it is reached over the internal network) ----
     listen_host: str = Field("0.0.0.0", min_length=1, description="an address")  # noqa: S104
     listen_port: int = Field(8080, ge=1, le=65535, description="a port from 1 to 65535")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="a number of bytes >= 1")
-    admin_token: Token = None
-    read_token: Token = None
+    admin_token: Token | None = None
+    read_token: Token | None = None
     restore_over_http: bool = Field(False, description="true or false")  # CLI-only by default
 
     # --- signatures ----------------------------------------------------------------------
@@ -264,30 +306,27 @@ class Settings(BaseSettings):
     )
     cosign_public_key: FilePath = None
     signature_identity: Name = None
-    signature_identity_regexp: str | None = Field(None, description="a Python regular expression")
+    signature_identity_regexp: Annotated[str, AfterValidator(_compiles)] | None = None
     signature_issuer: Name = None
     trusted_root: FilePath = None
     signature_strict_reference: bool = Field(False, description="true or false")
 
     # --- health --------------------------------------------------------------------------
     health_probes: list[HealthProbe] = Field(
-        default_factory=list,
-        description='a JSON list like [{"service":"app","url":"http://app:8000/health"}]',
+        default_factory=list, description='a JSON list like [{"service":"app","url":"http://…"}]'
     )
     version_probe: VersionProbe | None = Field(
-        None, description='JSON like {"service":"app","url":"…","json_field":"version"}'
+        None, description='JSON like {"service":"app","url":"http://…","json_field":"version"}'
     )
 
     # --- registry ------------------------------------------------------------------------
-    registry_mirrors: dict[str, str] = Field(
-        default_factory=dict, description=f"{_MAP} of registry-host=http(s)://mirror"
+    registry_mirrors: dict[RegistryHost, Annotated[str, AfterValidator(_mirror_url)]] = Field(
+        default_factory=dict, description=f"{_MAP} of registry-host=http(s)://mirror:port"
     )
-    insecure_registries: list[str] = Field(
+    insecure_registries: list[RegistryHost] = Field(
         default_factory=list, description="registry hosts, host:port,host"
     )
-    docker_config: Path = Field(  # optional file: used only when it exists
-        Path("/root/.docker/config.json"), description="a path to a Docker config.json"
-    )
+    docker_config: Path = Field(Path("/root/.docker/config.json"), description="a path")  # opt.
     registry_username: Name = None
     registry_password: Secret = None
 
@@ -301,12 +340,14 @@ class Settings(BaseSettings):
 
     # --- releases and policy -------------------------------------------------------------
     channel: Channel = Field(Channel.STABLE, description="stable or beta")
-    release_manifest_url: str | None = Field(None, description="an http(s) URL or absolute path")
+    release_manifest_url: Annotated[str, AfterValidator(_url_or_path)] | None = Field(
+        None, description="an http(s) URL or an absolute file path"
+    )
     auto_apply: AutoApply = Field(AutoApply.OFF, description="off, patch or minor")
-    maintenance_window: MaintenanceWindow | None = Field(None, description="HH:MM-HH:MM in UTC")
+    maintenance_window: MaintenanceWindow | None = Field(None, description="HH:MM-HH:MM (UTC)")
     check_interval: float = Field(21600.0, ge=60, description="a number of seconds >= 60")
     first_check_delay: float = Field(300.0, ge=0, description="a number of seconds >= 0")
-    hard_pin: str | None = Field(None, description="a version such as 1.4.2")
+    hard_pin: Annotated[str, AfterValidator(_version)] | None = None
     rehearse: bool = Field(True, description="true or false")
     log_level: LogLevel = Field(LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR")
 
@@ -321,70 +362,23 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 
-    # --- text forms ------------------------------------------------------------------------
-
     @model_validator(mode="before")
     @classmethod
     def _freeze_file_in_state_dir(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("freeze_file") is not None:
-            return data
-        state_dir = data.get("state_dir") or "/state"
-        if not isinstance(state_dir, str | Path):
-            return data  # the state_dir error is reported on its own
-        return {**data, "freeze_file": Path(state_dir) / "FREEZE"}
+        state_dir = data.get("state_dir") or "/state" if isinstance(data, dict) else None
+        if isinstance(state_dir, str | Path) and data.get("freeze_file") is None:
+            return {**data, "freeze_file": Path(state_dir) / "FREEZE"}
+        return data
 
-    @field_validator("services", "signature_policy_overrides", "registry_mirrors", mode="before")
+    @field_validator(*_TEXT_FORMS, mode="before")
     @classmethod
-    def _map_text(cls, value: Any) -> Any:
-        return split_map(value) if isinstance(value, str) else value
-
-    @field_validator("start_order", "insecure_registries", mode="before")
-    @classmethod
-    def _list_text(cls, value: Any) -> Any:
-        return split_list(value) if isinstance(value, str) else value
-
-    @field_validator("health_probes", "version_probe", mode="before")
-    @classmethod
-    def _json_text(cls, value: Any) -> Any:
-        return parse_json(value) if isinstance(value, str) else value
-
-    @field_validator("maintenance_window", mode="before")
-    @classmethod
-    def _window_text(cls, value: Any) -> Any:
-        return MaintenanceWindow.parse(value) if isinstance(value, str) else value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
-
-    # --- single values -------------------------------------------------------------------
-
-    @field_validator("engine_url")
-    @classmethod
-    def _engine_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme == "unix" and parts.path:
-            return value
-        if parts.scheme in ("tcp", "http", "https") and parts.hostname:
-            return value
-        raise ValueError("must be tcp://host:port, unix:///path/docker.sock or http(s)://host")
-
-    @field_validator("compose_project")
-    @classmethod
-    def _project(cls, value: str) -> str:
-        if not _PROJECT_RE.fullmatch(value):
-            raise ValueError(
-                "must be lower-case letters, digits, '_' or '-', not starting with _/-"
-            )
-        return value
+    def _text_forms(cls, value: Any, info: ValidationInfo) -> Any:
+        """Env values are text: parse maps, lists, JSON and windows (ValueError is reported)."""
+        return _TEXT_FORMS[info.field_name or ""](value) if isinstance(value, str) else value
 
     @field_validator("services")
     @classmethod
-    def _services(cls, value: dict[str, Role]) -> dict[str, Role]:
-        bad = [name for name in value if not _SERVICE_RE.fullmatch(name)]
-        if bad:
-            raise ValueError(f"invalid Compose service name(s): {', '.join(map(repr, bad))}")
+    def _roles(cls, value: dict[str, Role]) -> dict[str, Role]:
         if Role.APP not in value.values():
             raise ValueError("at least one service must have the role 'app'")
         for role in (Role.MIGRATIONS, Role.POSTGRES, Role.INFLUXDB):
@@ -393,165 +387,79 @@ class Settings(BaseSettings):
                 raise ValueError(f"only one service may have the role {role}: {', '.join(names)}")
         return value
 
-    @field_validator("start_order")
+    @field_validator("start_order", "signature_policy_overrides", "health_probes", "version_probe")
     @classmethod
-    def _start_order(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("a service is listed twice")
-        _require_managed(value, info)
-        services = _managed(info) or {}
-        not_app = [name for name in value if services.get(name, Role.APP) is not Role.APP]
-        if not_app:
-            raise ValueError(f"{', '.join(not_app)} do(es) not have the role 'app'")
+    def _managed(cls, value: Any, info: ValidationInfo) -> Any:
+        """Names must be managed services (unchecked when ``services`` itself was refused)."""
+        services: dict[str, Role] | None = info.data.get("services")
+        items: list[Any] = [*value] if isinstance(value, list | dict) else [value] if value else []
+        names = [str(getattr(item, "service", item)) for item in items]
+        if services is not None and (unknown := [n for n in names if n not in services]):
+            raise ValueError(f"{', '.join(unknown)} not in SUPERVISOR_SERVICES")
+        if info.field_name == "start_order":
+            if len(set(names)) != len(names):
+                raise ValueError("a service is listed twice")
+            if others := [n for n in names if services and services.get(n) is not Role.APP]:
+                raise ValueError(f"only app services can be ordered, not {', '.join(others)}")
         return value
-
-    @field_validator("signature_policy_overrides")
-    @classmethod
-    def _overrides(cls, value: dict[str, Policy], info: ValidationInfo) -> dict[str, Policy]:
-        _require_managed(list(value), info)
-        return value
-
-    @field_validator("health_probes")
-    @classmethod
-    def _probes(cls, value: list[HealthProbe], info: ValidationInfo) -> list[HealthProbe]:
-        _require_managed([probe.service for probe in value], info)
-        return value
-
-    @field_validator("version_probe")
-    @classmethod
-    def _version_probe(
-        cls, value: VersionProbe | None, info: ValidationInfo
-    ) -> VersionProbe | None:
-        _require_managed([value.service] if value else [], info)
-        return value
-
-    @field_validator("admin_token", "read_token")
-    @classmethod
-    def _token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
-            raise PydanticCustomError(
-                "config",
-                f"token is too short: at least {MIN_TOKEN_LENGTH} characters are required",
-                {"fix": "generate one with `openssl rand -hex 32`"},
-            )
-        return value
-
-    @field_validator("signature_identity_regexp")
-    @classmethod
-    def _regexp(cls, value: str | None) -> str | None:
-        try:
-            re.compile(value or "")
-        except re.error as err:
-            raise ValueError(f"does not compile: {err}") from None
-        return value
-
-    @field_validator("registry_mirrors")
-    @classmethod
-    def _mirrors(cls, value: dict[str, str]) -> dict[str, str]:
-        for host, url in value.items():
-            if not _REGISTRY_RE.fullmatch(host):
-                raise ValueError(f"{host!r} is not a registry host[:port]")
-            try:
-                _http_url(url, path_allowed=False)
-            except ValueError as err:
-                raise ValueError(f"mirror for {host}: {err}") from None
-        return value
-
-    @field_validator("insecure_registries")
-    @classmethod
-    def _insecure(cls, value: list[str]) -> list[str]:
-        bad = [host for host in value if not _REGISTRY_RE.fullmatch(host)]
-        if bad:
-            raise ValueError(f"not a registry host[:port]: {', '.join(map(repr, bad))}")
-        return value
-
-    @field_validator("release_manifest_url")
-    @classmethod
-    def _manifest(cls, value: str | None) -> str | None:
-        return value if value is None or value.startswith("/") else _http_url(value)
-
-    @field_validator("hard_pin")
-    @classmethod
-    def _hard_pin(cls, value: str | None) -> str | None:
-        try:
-            return value if value is None else str(Version(value))
-        except InvalidVersion:
-            raise ValueError("is not a version (PEP 440 / semantic)") from None
-
-    # --- rules across settings -----------------------------------------------------------
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
-        problems: list[Problem] = []
-
-        def add(field: str, message: str, fix: str) -> None:
-            problems.append(Problem(env_name(field), message, fix))
-
+        """Rules across settings; every broken one is reported, not just the first."""
         identity, regexp = self.signature_identity, self.signature_identity_regexp
-        if identity and regexp:
-            add(
-                "signature_identity_regexp",
-                "SUPERVISOR_SIGNATURE_IDENTITY is set as well",
-                "set either the exact identity or the regexp, not both",
-            )
-        if (identity or regexp) and not self.signature_issuer:
-            add(
-                "signature_issuer",
-                "keyless verification needs an OIDC issuer",
-                "set it, e.g. https://token.actions.githubusercontent.com",
-            )
-        if self.signature_issuer and not (identity or regexp):
-            add(
-                "signature_identity",
-                "an issuer is set but no signer identity",
-                "set SUPERVISOR_SIGNATURE_IDENTITY or SUPERVISOR_SIGNATURE_IDENTITY_REGEXP",
-            )
-        checked = [
+        issuer, user, password = (
+            self.signature_issuer,
+            self.registry_username,
+            self.registry_password,
+        )
+        verified = [
             name
             for name in self.services_with_role(Role.APP, Role.MIGRATIONS)
             if self.policy_for(name) is not Policy.OFF
         ]
-        keyless = identity or regexp or self.signature_issuer
-        if checked and not (self.cosign_public_key or keyless):
-            add(
-                "signature_policy",
-                f"signatures are checked for {', '.join(checked)} but nothing to verify them with",
-                "set SUPERVISOR_COSIGN_PUBLIC_KEY to a PEM public key, or for keyless signing "
-                "SUPERVISOR_SIGNATURE_IDENTITY (or _REGEXP) plus SUPERVISOR_SIGNATURE_ISSUER; "
-                "or set SUPERVISOR_SIGNATURE_POLICY=off",
-            )
-        if bool(self.registry_username) != bool(self.registry_password):
-            missing = "registry_password" if self.registry_username else "registry_username"
-            add(
-                missing,
-                "registry credentials need both a user name and a password",
-                f"set {env_name(missing)} too, or neither",
-            )
-        if self.admin_token and self.admin_token == self.read_token:
-            add(
-                "read_token",
-                "equals the admin token, so read-only clients could change the stack",
-                "use two different tokens",
-            )
+        rules = [  # (broken?, variable, what is wrong, how to fix)
+            (identity and regexp, "signature_identity_regexp",
+             "SUPERVISOR_SIGNATURE_IDENTITY is set as well", "set the identity or the regexp"),
+            ((identity or regexp) and not issuer, "signature_issuer",
+             "keyless verification needs the OIDC issuer",
+             "set it, e.g. https://token.actions.githubusercontent.com"),
+            (issuer and not (identity or regexp), "signature_identity",
+             "an issuer is set but no signer identity",
+             "set SUPERVISOR_SIGNATURE_IDENTITY or SUPERVISOR_SIGNATURE_IDENTITY_REGEXP too"),
+            (verified and not (self.cosign_public_key or identity or regexp or issuer),
+             "signature_policy",
+             f"signatures are checked for {', '.join(verified)} but nothing verifies them",
+             "set SUPERVISOR_COSIGN_PUBLIC_KEY to a PEM public key, or (keyless) "
+             "SUPERVISOR_SIGNATURE_IDENTITY or _IDENTITY_REGEXP plus SUPERVISOR_SIGNATURE_ISSUER;"
+             " or set SUPERVISOR_SIGNATURE_POLICY=off"),
+            (user and not password, "registry_password", "a registry user name needs a password",
+             "set it as well, or unset SUPERVISOR_REGISTRY_USERNAME"),
+            (password and not user, "registry_username", "a registry password needs a user name",
+             "set it as well, or unset SUPERVISOR_REGISTRY_PASSWORD"),
+            (self.admin_token and self.admin_token == self.read_token, "read_token",
+             "equals the admin token, so read-only clients could change the stack",
+             "use two different tokens"),
+        ]  # fmt: skip
+        problems = [Problem(env_name(f), what, fix) for broken, f, what, fix in rules if broken]
         if problems:
-            raise PydanticCustomError(
-                "config_rules", "; ".join(p.message for p in problems), {"problems": problems}
-            )
+            message = "; ".join(problem.message for problem in problems)
+            raise PydanticCustomError("config_rules", message, {"problems": problems})
         return self
 
-    # --- helpers for the rest of the supervisor ------------------------------------------
+    # --- for the rest of the supervisor --------------------------------------------------
 
     def services_with_role(self, *roles: Role) -> list[str]:
-        """Managed services with any of ``roles``; app services in start order."""
+        """Managed services with any of ``roles``; app services come in start order."""
         ordered = [*self.start_order, *(n for n in self.services if n not in self.start_order)]
         return [name for name in ordered if self.services[name] in roles]
 
     @property
     def app_services(self) -> list[str]:
+        """App services in start order (stop them in reverse)."""
         return self.services_with_role(Role.APP)
 
     def service_for(self, role: Role) -> str | None:
-        """The single migrations/postgres/influxdb service, if one is managed."""
+        """The migrations, postgres or influxdb service, if one is managed."""
         return next(iter(self.services_with_role(role)), None)
 
     def policy_for(self, service: str) -> Policy:
@@ -559,15 +467,15 @@ class Settings(BaseSettings):
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from ``env`` (default: ``os.environ``), or one :class:`ConfigError` listing all
-    problems, one line each. Only ``env`` is read, never the real environment when it is given."""
+    """Settings from ``env`` (``os.environ`` when None), or one :class:`ConfigError` listing
+    every problem, one line each. When ``env`` is given, nothing else is read."""
     values, problems = collect(
         os.environ if env is None else env, Settings.model_fields, SECRET_FIELDS
     )
     try:
-        settings = Settings(**values)
+        settings = Settings.model_validate(values)
     except ValidationError as err:
-        problems.extend(_problems(err))
+        problems.extend(problems_from(err, Settings.model_fields, SECRET_FIELDS))
     else:
         if not problems:
             return settings
@@ -576,34 +484,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def _problems(error: ValidationError) -> list[Problem]:
-    problems: list[Problem] = []
-    for item in error.errors(include_url=False):
-        ctx = item.get("ctx") or {}
-        if item["type"] == "config_rules":
-            problems.extend(ctx["problems"])
-            continue
-        field = str(item["loc"][0])
-        variable = env_name(field)
-        where = "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"][1:]
-        )
-        message = "is required" if item["type"] == "missing" else item["msg"]
-        message = (f"{where.lstrip('.')}: " if where else "") + message.removeprefix(
-            "Value error, "
-        )
-        described = Settings.model_fields[field].description
-        fix = ctx.get("fix") or f"set {variable} to {described}"
-        hidden = field in SECRET_FIELDS or item["type"] == "missing"
-        problems.append(Problem(variable, message, fix, None if hidden else show(item["input"])))
-    return problems
-
-
 def check_directories(settings: Settings) -> None:
     """Refuse to start unless the backup and state directories exist and are writable.
 
-    Checked by writing a file, not with ``os.access``, which trusts mode bits and misses
-    read-only mounts and user-namespace mapping.
+    Checked by writing a file rather than with ``os.access``, which trusts mode bits and misses
+    some read-only mounts and user-namespace mappings.
     """
     problems: list[Problem] = []
     for field in ("backup_dir", "state_dir"):
@@ -626,21 +511,16 @@ def check_directories(settings: Settings) -> None:
 
 
 def check_files(settings: Settings) -> None:
-    """Refuse to start when a configured key or trust root cannot be read (not at update time)."""
+    """Refuse to start when the configured public key or trust root cannot be read, rather than
+    failing the first update that needs it."""
     problems: list[Problem] = []
     for field in ("cosign_public_key", "trusted_root"):
         path: Path | None = getattr(settings, field)
-        if path is None:
-            continue
         try:
-            path.read_bytes()
+            if path is not None:
+                path.read_bytes()
         except OSError as err:
-            problems.append(
-                Problem(
-                    env_name(field),
-                    f"cannot read {path}: {err.strerror}",
-                    f"mount the file at {path} or change {env_name(field)}",
-                )
-            )
+            fix = f"mount the file at {path} or change {env_name(field)}"
+            problems.append(Problem(env_name(field), f"cannot read {path}: {err.strerror}", fix))
     if problems:
         raise ConfigError("\n".join(p.render() for p in problems))

@@ -1,0 +1,83 @@
+"""A throwaway Compose project, brought up with ``docker-compose`` and always torn down."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.dockercli import ENGINE_SOCKET, OWNER_LABEL, docker, wait_healthy
+from tests.support.testenv import ROOT, StackTestEnv
+
+STACK_FILE = ROOT / "tests" / "env" / "compose" / "stack.yml"
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+
+
+@dataclass
+class ComposeProject:
+    name: str
+    file: Path
+    env: dict[str, str] = field(repr=False)
+
+    def compose(self, *args: str, timeout: float = 300) -> str:
+        proc = subprocess.run(
+            ["docker-compose", "-p", self.name, "-f", str(self.file), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"docker-compose {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout
+
+    def containers(self, service: str, all_states: bool = False) -> list[str]:
+        """Container ids of a service, found by labels (never by name)."""
+        args = ["ps", "-q", "--no-trunc"] + (["-a"] if all_states else [])
+        args += ["--filter", f"label={PROJECT_LABEL}={self.name}"]
+        args += ["--filter", f"label={SERVICE_LABEL}={service}"]
+        return docker(*args).split()
+
+    def container(self, service: str) -> str:
+        ids = self.containers(service)
+        assert len(ids) == 1, f"expected one running container for {service}, got {ids}"
+        return ids[0]
+
+    @property
+    def postgres_password(self) -> str:
+        return self.env["POSTGRES_PASSWORD"]
+
+
+@contextmanager
+def compose_project(
+    testenv: StackTestEnv, app_version: str = "1.0.0", backend_version: str | None = None
+) -> Iterator[ComposeProject]:
+    """Bring the test stack up at the given fake-app version and wait until healthy."""
+    name = "stsup" + secrets.token_hex(4)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DOCKER_HOST": ENGINE_SOCKET,
+        "STACKSUP_TEST_PID": str(os.getpid()),
+        "POSTGRES_IMAGE": testenv.postgres_image,
+        "INFLUXDB_IMAGE": testenv.influxdb_image,
+        "APP_IMAGE": testenv.fakeapp[app_version].pinned,
+        "BACKEND_IMAGE": testenv.fakeapp[backend_version or app_version].pinned,
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(12),
+    }
+    project = ComposeProject(name, STACK_FILE, env)
+    try:
+        project.compose("up", "-d", "--quiet-pull")
+        for service in ("postgres", "influxdb", "python_backend", "app"):
+            wait_healthy(project.container(service))
+        yield project
+    finally:
+        project.compose("down", "-v", "--remove-orphans", "--timeout", "2")
+
+
+__all__ = ["OWNER_LABEL", "ComposeProject", "compose_project"]
