@@ -3,7 +3,6 @@ registry round trip, database fixtures, a Compose project."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import urllib.request
 
