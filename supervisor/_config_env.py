@@ -75,7 +75,7 @@ def parse_json(text: str) -> Any:
 def split_map(text: str) -> Any:
     """``{"a": "b"}`` (JSON) or the friendlier ``a=b,c=d`` into a dict."""
     text = text.strip()
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         return parse_json(text)
     result: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -92,7 +92,7 @@ def split_map(text: str) -> Any:
 def split_list(text: str) -> Any:
     """``["a", "b"]`` (JSON) or the friendlier ``a,b`` into a list."""
     text = text.strip()
-    if text.startswith("["):
+    if text.startswith(("[", "{")):
         return parse_json(text)
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -101,7 +101,7 @@ def read_secret_file(variable: str, path_text: str) -> str | Problem:
     """The secret in ``path_text`` without its trailing newline, or why it cannot be used."""
     fix = (
         f"point {variable} at a readable, non-empty file (e.g. a Compose secret in "
-        f"/run/secrets/) or unset it"
+        "/run/secrets/) or unset it"
     )
     try:
         with Path(path_text).open("rb") as handle:
@@ -162,17 +162,16 @@ def collect(
 
 
 def _unknown(name: str, valid: list[str]) -> Problem:
-    close = difflib.get_close_matches(name.upper(), valid, n=1)
-    if close:
-        return Problem(
-            name,
-            f"unknown setting {name}; did you mean {close[0]}?",
-            f"rename it to {close[0]} or remove it",
-        )
+    # Compared without the prefix: it is shared by every name and would make them all "close".
+    suffixes = {known.removeprefix(PREFIX): known for known in valid}
+    close = difflib.get_close_matches(name.upper().removeprefix(PREFIX), suffixes, n=1)
+    if not close:
+        return Problem(name, f"unknown setting {name}", "remove it or check the spelling")
+    suggestion = suffixes[close[0]]
     return Problem(
         name,
-        f"unknown setting {name}",
-        "remove it; every setting is listed in supervisor/config.py",
+        f"unknown setting {name}; did you mean {suggestion}?",
+        f"rename it to {suggestion} or remove it",
     )
 
 
@@ -190,13 +189,14 @@ def problems_from(
         if item["type"] == "config_rules":
             problems.extend(ctx["problems"])
             continue
-        field = str(item["loc"][0])
-        variable = env_name(field)
+        field = str(item["loc"][0]) if item["loc"] else ""
+        variable = env_name(field) if field in fields else f"{PREFIX}*"
         path = item["loc"][1:-2] if item["loc"][-1] == "[key]" else item["loc"][1:]
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
         message = "is required" if item["type"] == "missing" else item["msg"]
         message = (f"{where}: " if where else "") + message.removeprefix("Value error, ")
-        fix = ctx.get("fix") or f"set {variable} to {fields[field].description or 'a valid value'}"
-        hidden = field in secrets or item["type"] == "missing"
+        described = fields[field].description if field in fields else None
+        fix = ctx.get("fix") or f"set {variable} to {described or 'a valid value'}"
+        hidden = field in secrets or field not in fields or item["type"] == "missing"
         problems.append(Problem(variable, message, fix, None if hidden else show(item["input"])))
     return problems

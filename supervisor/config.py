@@ -49,6 +49,7 @@ from supervisor._config_env import (
     split_list,
     split_map,
 )
+from supervisor.const import Role
 from supervisor.exceptions import ConfigError
 
 __all__ = [
@@ -61,16 +62,6 @@ SECRET_FIELDS = frozenset(
     {"admin_token", "read_token", "postgres_password", "influx_token", "registry_password"}
 )
 MIN_TOKEN_LENGTH = 16
-
-
-class Role(StrEnum):
-    """What the supervisor does with a service: update ``app`` images, run ``migrations`` once
-    per update, snapshot and restore ``postgres`` and ``influxdb``."""
-
-    APP = "app"
-    MIGRATIONS = "migrations"
-    POSTGRES = "postgres"
-    INFLUXDB = "influxdb"
 
 
 class Policy(StrEnum):
@@ -280,6 +271,8 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path("/state"), description="a directory path")
     freeze_file: Path = Field(Path("/state/FREEZE"), description="a file path")  # <state_dir>
     retention_keep: int = Field(5, ge=1, description="a number of snapshots >= 1")
+    # Preflight wants the estimated snapshot size plus this much free: a full disk mid-backup
+    # would leave the stack stopped with no snapshot.
     min_free_bytes_margin: int = Field(1 << 30, ge=0, description="a number of bytes >= 0")
 
     # --- timeouts (seconds) --------------------------------------------------------------
@@ -287,6 +280,7 @@ class Settings(BaseSettings):
     stop_timeout: Seconds = 30.0
     migration_timeout: Seconds = 600.0
     health_timeout: Seconds = 120.0
+    # Healthy once is not enough: the new version must stay healthy, without restarts, this long.
     stability_window: float = Field(10.0, ge=0, description="a number of seconds >= 0")
     backup_timeout: Seconds = 1800.0
     exec_timeout: Seconds = 300.0
@@ -295,9 +289,10 @@ class Settings(BaseSettings):
     listen_host: str = Field("0.0.0.0", min_length=1, description="an address")  # noqa: S104
     listen_port: int = Field(8080, ge=1, le=65535, description="a port from 1 to 65535")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="a number of bytes >= 1")
-    admin_token: Token | None = None
-    read_token: Token | None = None
-    restore_over_http: bool = Field(False, description="true or false")  # CLI-only by default
+    admin_token: Token | None = Field(None, description="a token of 16+ characters")
+    read_token: Token | None = Field(None, description="a token of 16+ characters")
+    # Restoring overwrites live data; by default only an operator at the CLI may do it.
+    restore_over_http: bool = Field(False, description="true or false")
 
     # --- signatures ----------------------------------------------------------------------
     signature_policy: Policy = Field(Policy.ENFORCE, description="enforce, warn or off")
@@ -306,9 +301,13 @@ class Settings(BaseSettings):
     )
     cosign_public_key: FilePath = None
     signature_identity: Name = None
-    signature_identity_regexp: Annotated[str, AfterValidator(_compiles)] | None = None
+    signature_identity_regexp: Annotated[str, AfterValidator(_compiles)] | None = Field(
+        None, description="a Python regular expression matching the signer identity"
+    )
     signature_issuer: Name = None
     trusted_root: FilePath = None
+    # Also require the signed payload to name the repository pulled; off by default because a
+    # mirror or a re-tagged local registry changes the name but not the digest that is signed.
     signature_strict_reference: bool = Field(False, description="true or false")
 
     # --- health --------------------------------------------------------------------------
@@ -326,7 +325,8 @@ class Settings(BaseSettings):
     insecure_registries: list[RegistryHost] = Field(
         default_factory=list, description="registry hosts, host:port,host"
     )
-    docker_config: Path = Field(Path("/root/.docker/config.json"), description="a path")  # opt.
+    # Registry credentials in Docker's format; used only if the file exists.
+    docker_config: Path = Field(Path("/root/.docker/config.json"), description="a path")
     registry_username: Name = None
     registry_password: Secret = None
 
@@ -347,7 +347,10 @@ class Settings(BaseSettings):
     maintenance_window: MaintenanceWindow | None = Field(None, description="HH:MM-HH:MM (UTC)")
     check_interval: float = Field(21600.0, ge=60, description="a number of seconds >= 60")
     first_check_delay: float = Field(300.0, ge=0, description="a number of seconds >= 0")
-    hard_pin: Annotated[str, AfterValidator(_version)] | None = None
+    hard_pin: Annotated[str, AfterValidator(_version)] | None = Field(
+        None, description="a version such as 1.4.2"
+    )
+    # Run the migrations against a scratch copy first, so a broken one fails before anything stops.
     rehearse: bool = Field(True, description="true or false")
     log_level: LogLevel = Field(LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR")
 
@@ -365,10 +368,13 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _freeze_file_in_state_dir(cls, data: Any) -> Any:
-        state_dir = data.get("state_dir") or "/state" if isinstance(data, dict) else None
-        if isinstance(state_dir, str | Path) and data.get("freeze_file") is None:
-            return {**data, "freeze_file": Path(state_dir) / "FREEZE"}
-        return data
+        """The freeze file defaults to ``<state_dir>/FREEZE``, wherever the state lives."""
+        if not isinstance(data, dict) or data.get("freeze_file") is not None:
+            return data
+        state_dir = data.get("state_dir") or "/state"
+        if not isinstance(state_dir, str | Path):
+            return data  # refused as state_dir's own error
+        return {**data, "freeze_file": Path(state_dir) / "FREEZE"}
 
     @field_validator(*_TEXT_FORMS, mode="before")
     @classmethod
@@ -405,13 +411,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
-        """Rules across settings; every broken one is reported, not just the first."""
+        """Rules across settings; every broken one is reported, not just the first.
+
+        Signatures are checked for the images the supervisor updates (app and migrations), so
+        those need a public key or a keyless identity + issuer unless their policy is ``off``.
+        """
         identity, regexp = self.signature_identity, self.signature_identity_regexp
-        issuer, user, password = (
-            self.signature_issuer,
-            self.registry_username,
-            self.registry_password,
-        )
+        issuer = self.signature_issuer
+        user, password = self.registry_username, self.registry_password
         verified = [
             name
             for name in self.services_with_role(Role.APP, Role.MIGRATIONS)

@@ -80,8 +80,7 @@ class ImageReference:
     def name(self) -> str:
         """``registry/repository`` as Docker writes it (Hub names stay short)."""
         if self.registry == DOCKER_HUB:
-            short = self.repository.removeprefix("library/")
-            return short
+            return self.repository.removeprefix("library/")
         return f"{self.registry}/{self.repository}"
 
     @property

@@ -1,0 +1,29 @@
+"""Names shared across the package: labels, roles, naming conventions."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# Compose writes these on every container it creates (v1 and v2 alike).
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
+COMPOSE_DEPENDS_ON_LABEL = "com.docker.compose.depends_on"  # Compose v2 only
+COMPOSE_IMAGE_LABEL = "com.docker.compose.image"  # Compose v2: the image id
+
+# Our own labels.
+ROLE_LABEL = "supervisor.role"
+RUN_LABEL = "supervisor.run"  # the run that created this container
+JOB_LABEL = "supervisor.job"  # one-shot containers: what they were for
+
+# A container kept for rollback is renamed <name>.old-<run id>.
+RETAINED_SUFFIX = ".old-"
+
+
+class Role(StrEnum):
+    """What a managed service is, which decides how an update treats it."""
+
+    APP = "app"
+    MIGRATIONS = "migrations"
+    POSTGRES = "postgres"
+    INFLUXDB = "influxdb"

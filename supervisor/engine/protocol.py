@@ -1,0 +1,101 @@
+"""The engine adapter's contract: what the update run asks of Docker.
+
+The real implementation is :class:`supervisor.engine.docker_engine.DockerEngine`
+(aiodocker, through the docker-proxy); unit tests hand the domain a fake that
+implements this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
+
+from supervisor.const import Role
+from supervisor.engine.models import (
+    ExecResult,
+    OneShotResult,
+    PullProgress,
+    RetainedContainer,
+    ServiceContainer,
+    StackService,
+)
+
+ProgressCallback = Callable[[PullProgress], None]
+# Receives stdout in chunks as it arrives; awaited, so a slow disk slows the
+# stream instead of buffering it in memory.
+OutputSink = Callable[[bytes], Awaitable[None]]
+
+
+class Engine(Protocol):
+    async def ping(self) -> str:
+        """The engine's version; raises EngineUnreachable / ProxyForbidden."""
+        ...
+
+    async def discover(
+        self, project: str, roles: Mapping[str, Role] | None = None
+    ) -> dict[str, StackService]:
+        """The project's services by Compose labels (one-off containers excluded)."""
+        ...
+
+    async def container(self, container_id: str) -> ServiceContainer:
+        """A fresh view of one container."""
+        ...
+
+    async def image_present(self, image: str) -> bool:
+        """True when the engine already holds ``image`` (a reference or id)."""
+        ...
+
+    async def pull(self, image: str, on_progress: ProgressCallback | None = None) -> str:
+        """Pull ``name@digest``; return the local image id."""
+        ...
+
+    async def stop(self, container_id: str, timeout: float) -> None: ...
+
+    async def start(self, container_id: str) -> None: ...
+
+    async def recreate(
+        self, container_id: str, image: str, run_id: str, stop_timeout: float
+    ) -> RetainedContainer:
+        """Replace a container by one from ``image`` with the same configuration.
+
+        The old container is renamed ``<name>.old-<run>``, stopped, its restart
+        policy set to ``no`` (so a daemon restart does not revive it) and kept.
+        """
+        ...
+
+    async def restore_retained(self, retained: RetainedContainer, start: bool = True) -> None:
+        """Undo a recreate: remove the new container, put the old one back."""
+        ...
+
+    async def discard_retained(self, retained: RetainedContainer) -> None:
+        """Success confirmed: remove the old container."""
+        ...
+
+    async def run_one_shot(
+        self,
+        template_id: str,
+        image: str,
+        run_id: str,
+        timeout: float,
+        command: Sequence[str] | None = None,
+    ) -> OneShotResult:
+        """Run a container like ``template_id`` but from ``image``; always removed."""
+        ...
+
+    async def exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        stdout: OutputSink | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> ExecResult:
+        """Run ``argv`` (never a shell string) in a running container."""
+        ...
+
+    async def wait_healthy(
+        self, container_id: str, timeout: float, stability_window: float = 0
+    ) -> ServiceContainer:
+        """Healthy (or running without a healthcheck), then stable for the window."""
+        ...
