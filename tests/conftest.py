@@ -21,6 +21,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
+from supervisor.engine.docker_engine import DockerEngine
 from tests.support.compose import ComposeProject, compose_project
 from tests.support.databases import (
     InfluxHandle,
@@ -134,3 +135,10 @@ def compose_stack(
         return compose_project(testenv, app_version, backend_version)
 
     return factory
+
+
+@pytest.fixture
+async def engine(docker_proxy_url: str) -> AsyncIterator[DockerEngine]:
+    """The product's engine adapter, through the proxy with production grants."""
+    async with DockerEngine(docker_proxy_url) as adapter:
+        yield adapter

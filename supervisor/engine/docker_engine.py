@@ -1,0 +1,360 @@
+"""The Docker engine adapter: the sidecar's hands, through the docker-proxy.
+
+::
+
+    update run ──Engine protocol──▶ DockerEngine ──aiodocker──▶ docker-proxy ──▶ dockerd
+                                        ├─ discovery, pull, stop/start, recreate (here)
+                                        ├─ exec and one-shot jobs (docker_jobs)
+                                        └─ health gate (docker_health)
+
+Only the ``docker_*`` modules of this package import aiodocker. Every call
+goes through :func:`~supervisor.engine.docker_errors.engine_call`, so callers
+only ever see :mod:`supervisor.exceptions`. Containers are found by Compose
+labels, never by name (Compose v1 and v2 name them differently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import aiodocker
+
+from supervisor.const import (
+    COMPOSE_ONEOFF_LABEL,
+    COMPOSE_PROJECT_LABEL,
+    COMPOSE_SERVICE_LABEL,
+    RETAINED_SUFFIX,
+    ROLE_LABEL,
+    Role,
+)
+from supervisor.engine import docker_health, docker_jobs
+from supervisor.engine.container_spec import build_create_spec
+from supervisor.engine.docker_errors import engine_call, translate_pull
+from supervisor.engine.models import (
+    ExecResult,
+    OneShotResult,
+    RetainedContainer,
+    ServiceContainer,
+    StackService,
+)
+from supervisor.engine.ordering import depends_on_from_label
+from supervisor.engine.protocol import OutputSink, ProgressCallback
+from supervisor.engine.pull_progress import PullTracker
+from supervisor.exceptions import EngineNotFound, InvalidReference
+from supervisor.reference import ImageReference
+
+_LOGGER = logging.getLogger(__name__)
+JSON = dict[str, Any]
+# Registry host → the X-Registry-Auth payload for a pull (or None).
+RegistryAuthProvider = Callable[[str], Mapping[str, str] | None]
+
+
+class DockerEngine:
+    """Implements :class:`~supervisor.engine.protocol.Engine` with aiodocker."""
+
+    def __init__(self, url: str, registry_auth: RegistryAuthProvider | None = None) -> None:
+        self.url = url
+        self._docker = aiodocker.Docker(url=url)
+        self._registry_auth = registry_auth
+
+    async def close(self) -> None:
+        await self._docker.close()
+
+    async def __aenter__(self) -> DockerEngine:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- reading --------------------------------------------------------------------
+
+    async def ping(self) -> str:
+        async with engine_call("checking the engine", self.url):
+            version: JSON = await self._docker.version()
+        return str(version.get("Version", "unknown"))
+
+    async def inspect_container(self, container_id: str) -> JSON:
+        async with engine_call(f"inspecting container {container_id[:12]}", self.url):
+            data: JSON = await self._docker._query_json(f"containers/{container_id}/json")
+        return data
+
+    async def inspect_image(self, image: str) -> JSON:
+        async with engine_call(f"inspecting image {image}", self.url):
+            data: JSON = await self._docker.images.inspect(image)
+        return data
+
+    async def image_present(self, image: str) -> bool:
+        try:
+            await self.inspect_image(image)
+        except EngineNotFound:
+            return False
+        return True
+
+    async def container(self, container_id: str) -> ServiceContainer:
+        data = await self.inspect_container(container_id)
+        return _service_container(data, await self._repo_digest(data, {}))
+
+    async def discover(
+        self, project: str, roles: Mapping[str, Role] | None = None
+    ) -> dict[str, StackService]:
+        roles = roles or {}
+        filters = json.dumps({"label": [f"{COMPOSE_PROJECT_LABEL}={project}"]})
+        async with engine_call(f"listing the containers of project {project}", self.url):
+            listed = await self._docker._query_json(
+                "containers/json", params={"all": "1", "filters": filters}
+            )
+        image_cache: dict[str, JSON] = {}
+        by_service: dict[str, list[ServiceContainer]] = {}
+        depends: dict[str, tuple[str, ...]] = {}
+        for entry in listed:
+            labels = entry.get("Labels") or {}
+            names = entry.get("Names") or [""]
+            if labels.get(COMPOSE_ONEOFF_LABEL, "False") == "True":
+                continue
+            if RETAINED_SUFFIX in names[0]:
+                continue  # an old container kept for rollback by a run
+            try:
+                data = await self.inspect_container(entry["Id"])
+            except EngineNotFound:
+                continue  # removed between list and inspect
+            container = _service_container(data, await self._repo_digest(data, image_cache))
+            by_service.setdefault(container.service, []).append(container)
+            depends[container.service] = depends_on_from_label(container.labels)
+        return {
+            name: StackService(
+                name=name,
+                role=roles.get(name) or _role_from_labels(containers),
+                containers=tuple(sorted(containers, key=lambda c: c.name)),
+                depends_on=depends.get(name, ()),
+            )
+            for name, containers in sorted(by_service.items())
+        }
+
+    async def _repo_digest(self, container: JSON, cache: dict[str, JSON]) -> str | None:
+        """The manifest digest the container's image was pulled by, if the engine knows."""
+        configured = str(container["Config"].get("Image", ""))
+        if "@" in configured:
+            return configured.split("@", 1)[1]
+        image_id = container["Image"]
+        if image_id not in cache:
+            try:
+                cache[image_id] = await self.inspect_image(image_id)
+            except EngineNotFound:
+                return None
+        try:
+            wanted = ImageReference.parse(configured).name
+        except InvalidReference:
+            wanted = configured
+        for repo_digest in cache[image_id].get("RepoDigests") or []:
+            name, _, digest = str(repo_digest).partition("@")
+            if name == wanted:
+                return digest
+        return None
+
+    # --- images ---------------------------------------------------------------------
+
+    async def pull(self, image: str, on_progress: ProgressCallback | None = None) -> str:
+        """Pull ``image`` (``name@digest``) and return its local id.
+
+        The engine streams per-layer messages; they are folded into one
+        :class:`PullProgress` per message for the caller's progress display.
+        """
+        reference = ImageReference.parse(image)
+        auth = self._registry_auth(reference.registry) if self._registry_auth else None
+        tracker = PullTracker(image)
+        try:
+            async with engine_call(f"pulling {image}", self.url):
+                stream = self._docker.images.pull(
+                    image, stream=True, auth=dict(auth) if auth else None
+                )
+                async for event in stream:
+                    if "error" in event:
+                        raise translate_pull(image, str(event["error"]))
+                    progress = tracker.update(event)
+                    if on_progress is not None:
+                        on_progress(progress)
+        except EngineNotFound as err:
+            raise translate_pull(image, f"not found: {err.message}") from err
+        data = await self.inspect_image(image)
+        _LOGGER.info("pulled %s (%s)", image, data["Id"][:19])
+        return str(data["Id"])
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def stop(self, container_id: str, timeout: float) -> None:
+        async with (
+            engine_call(f"stopping container {container_id[:12]}", self.url),
+            self._docker._query(
+                f"containers/{container_id}/stop",
+                method="POST",
+                params={"t": str(int(timeout))},
+                timeout=timeout + 30,
+            ),
+        ):
+            pass
+
+    async def start(self, container_id: str) -> None:
+        async with engine_call(f"starting container {container_id[:12]}", self.url):
+            await self._docker.containers.container(container_id).start()
+
+    async def _rename(self, container_id: str, name: str) -> None:
+        async with engine_call(f"renaming container {container_id[:12]} to {name}", self.url):
+            await self._docker.containers.container(container_id).rename(name)
+
+    async def _set_restart_policy(self, container_id: str, policy: Mapping[str, Any]) -> None:
+        async with engine_call(f"updating container {container_id[:12]}", self.url):
+            await self._docker._query_json(
+                f"containers/{container_id}/update",
+                method="POST",
+                data=json.dumps({"RestartPolicy": dict(policy)}),
+            )
+
+    async def _remove(self, container_id: str) -> None:
+        try:
+            async with engine_call(f"removing container {container_id[:12]}", self.url):
+                await self._docker.containers.container(container_id).delete(force=True)
+        except EngineNotFound:
+            pass
+
+    async def create_container(
+        self, body: JSON, name: str, extra_networks: Mapping[str, JSON]
+    ) -> str:
+        """Create a container and connect its extra networks; not started."""
+        async with engine_call(f"creating container {name}", self.url):
+            created = await self._docker.containers.create(body, name=name)
+        try:
+            for network, endpoint in extra_networks.items():
+                async with engine_call(f"connecting {name} to network {network}", self.url):
+                    await self._docker._query_json(
+                        f"networks/{network}/connect",
+                        method="POST",
+                        data=json.dumps({"Container": created.id, "EndpointConfig": endpoint}),
+                    )
+        except BaseException:
+            await asyncio.shield(self._remove(created.id))
+            raise
+        return str(created.id)
+
+    async def recreate(
+        self, container_id: str, image: str, run_id: str, stop_timeout: float
+    ) -> RetainedContainer:
+        old = await self.inspect_container(container_id)
+        old_image = await self.inspect_image(old["Image"])
+        new_image = await self.inspect_image(image)
+        spec = build_create_spec(old, old_image, image, new_image["Id"], run_id)
+        name = old["Name"].lstrip("/")
+        retained = RetainedContainer(
+            service=old["Config"]["Labels"].get(COMPOSE_SERVICE_LABEL, name),
+            name=name,
+            new_id="",
+            old_id=old["Id"],
+            old_name=f"{name}{RETAINED_SUFFIX}{run_id}",
+            old_restart_policy=dict(old["HostConfig"].get("RestartPolicy") or {"Name": "no"}),
+            old_was_running=bool(old["State"]["Running"]),
+        )
+        await self._rename(retained.old_id, retained.old_name)
+        new_id = ""
+        try:
+            await self._set_restart_policy(retained.old_id, {"Name": "no"})
+            if retained.old_was_running:
+                await self.stop(retained.old_id, stop_timeout)
+            new_id = await self.create_container(spec.body, name, spec.extra_networks)
+            await self.start(new_id)
+        except BaseException:
+            _LOGGER.warning("recreating %s failed; putting the old container back", name)
+            undo = RetainedContainer(**{**retained.__dict__, "new_id": new_id})
+            await asyncio.shield(self.restore_retained(undo, start=retained.old_was_running))
+            raise
+        _LOGGER.info("recreated %s from %s (old kept as %s)", name, image, retained.old_name)
+        return RetainedContainer(**{**retained.__dict__, "new_id": new_id})
+
+    async def restore_retained(self, retained: RetainedContainer, start: bool = True) -> None:
+        """Idempotent: safe to call again after a crash half-way through."""
+        if retained.new_id:
+            await self._remove(retained.new_id)
+        current = await self.inspect_container(retained.old_id)
+        if current["Name"].lstrip("/") != retained.name:
+            await self._rename(retained.old_id, retained.name)
+        await self._set_restart_policy(retained.old_id, retained.old_restart_policy)
+        if start and not current["State"]["Running"]:
+            await self.start(retained.old_id)
+
+    async def discard_retained(self, retained: RetainedContainer) -> None:
+        # Volumes are kept: the new container uses the anonymous ones it inherited.
+        await self._remove(retained.old_id)
+
+    # --- jobs and health (see docker_jobs / docker_health) --------------------------
+
+    async def run_one_shot(
+        self,
+        template_id: str,
+        image: str,
+        run_id: str,
+        timeout: float,
+        command: Sequence[str] | None = None,
+    ) -> OneShotResult:
+        return await docker_jobs.run_one_shot(self, template_id, image, run_id, timeout, command)
+
+    async def exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        stdout: OutputSink | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> ExecResult:
+        return await docker_jobs.exec_in(self, container_id, argv, stdout, timeout, env, check)
+
+    async def wait_healthy(
+        self, container_id: str, timeout: float, stability_window: float = 0
+    ) -> ServiceContainer:
+        return await docker_health.wait_healthy(self, container_id, timeout, stability_window)
+
+    async def logs_tail(self, container_id: str, lines: int = 30) -> str:
+        async with engine_call(f"reading logs of {container_id[:12]}", self.url):
+            chunks = await self._docker.containers.container(container_id).log(
+                stdout=True, stderr=True, tail=lines
+            )
+        return "".join(chunks)
+
+    @property
+    def client(self) -> aiodocker.Docker:
+        """The aiodocker client, for the sibling ``docker_*`` modules only."""
+        return self._docker
+
+
+def _service_container(data: JSON, repo_digest: str | None) -> ServiceContainer:
+    labels: dict[str, str] = data["Config"].get("Labels") or {}
+    state: JSON = data["State"]
+    return ServiceContainer(
+        id=data["Id"],
+        name=data["Name"].lstrip("/"),
+        project=labels.get(COMPOSE_PROJECT_LABEL, ""),
+        service=labels.get(COMPOSE_SERVICE_LABEL, ""),
+        image=str(data["Config"].get("Image", "")),
+        image_id=data["Image"],
+        repo_digest=repo_digest,
+        state=state.get("Status", "unknown"),
+        health=(state.get("Health") or {}).get("Status"),
+        restart_count=int(data.get("RestartCount", 0)),
+        labels=labels,
+    )
+
+
+def _role_from_labels(containers: Sequence[ServiceContainer]) -> Role | None:
+    for container in containers:
+        value = container.labels.get(ROLE_LABEL)
+        if value is None:
+            continue
+        try:
+            return Role(value)
+        except ValueError:
+            _LOGGER.warning(
+                "container %s has unknown %s=%r; ignored", container.name, ROLE_LABEL, value
+            )
+    return None
