@@ -51,6 +51,7 @@ from supervisor._config_env import (
 )
 from supervisor.const import Role
 from supervisor.exceptions import ConfigError
+from supervisor.signatures.models import Policy
 
 __all__ = [
     "SECRET_FIELDS", "AutoApply", "Channel", "HealthProbe", "InfluxVersion", "LogLevel",
@@ -62,14 +63,6 @@ SECRET_FIELDS = frozenset(
     {"admin_token", "read_token", "postgres_password", "influx_token", "registry_password"}
 )
 MIN_TOKEN_LENGTH = 16
-
-
-class Policy(StrEnum):
-    """Signature policy: ``enforce`` refuses an unverified image, ``warn`` logs and goes on."""
-
-    ENFORCE = "enforce"
-    WARN = "warn"
-    OFF = "off"
 
 
 class InfluxVersion(StrEnum):

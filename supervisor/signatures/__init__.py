@@ -1,0 +1,1 @@
+"""Cosign-compatible signature verification of target digests."""
