@@ -4,6 +4,7 @@
 
     SupervisorError                      (500 internal_error)
     ├── ConfigError                      settings refused at start-up
+    ├── StateError                       a journal / pin file is invalid or unsafe
     ├── APIError                         request-level refusals (4xx)
     │   ├── BadRequest                   400 bad_request
     │   ├── InvalidVersion               400 invalid_version
@@ -68,6 +69,12 @@ class ConfigError(SupervisorError):
     """A setting is missing or invalid; raised at start-up, never later."""
 
     error_key = "config_invalid"
+
+
+class StateError(SupervisorError):
+    """The state directory holds something invalid, or a value is unsafe to write."""
+
+    error_key = "state_invalid"
 
 
 # --- API-facing refusals -------------------------------------------------------------

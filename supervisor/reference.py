@@ -27,7 +27,7 @@ _HOST_RE = re.compile(
     r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$"
 )
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$|^sha512:[0-9a-f]{128}$")
 MAX_REFERENCE_LENGTH = 255
 

@@ -87,6 +87,10 @@ class DockerEngine:
             data: JSON = await self._docker.images.inspect(image)
         return data
 
+    async def image_labels(self, image: str) -> dict[str, str]:
+        data = await self.inspect_image(image)
+        return dict((data.get("Config") or {}).get("Labels") or {})
+
     async def image_present(self, image: str) -> bool:
         try:
             await self.inspect_image(image)
@@ -296,8 +300,11 @@ class DockerEngine:
         run_id: str,
         timeout: float,
         command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> OneShotResult:
-        return await docker_jobs.run_one_shot(self, template_id, image, run_id, timeout, command)
+        return await docker_jobs.run_one_shot(
+            self, template_id, image, run_id, timeout, command, env
+        )
 
     async def exec(
         self,
@@ -343,6 +350,7 @@ def _service_container(data: JSON, repo_digest: str | None) -> ServiceContainer:
         health=(state.get("Health") or {}).get("Status"),
         restart_count=int(data.get("RestartCount", 0)),
         labels=labels,
+        restart_policy=dict((data.get("HostConfig") or {}).get("RestartPolicy") or {}),
     )
 
 

@@ -98,6 +98,7 @@ async def run_one_shot(
     run_id: str,
     timeout: float,
     command: Sequence[str] | None,
+    env: Mapping[str, str] | None = None,
 ) -> OneShotResult:
     template = await engine.inspect_container(template_id)
     template_image = await engine.inspect_image(template["Image"])
@@ -105,6 +106,10 @@ async def run_one_shot(
     spec = one_shot_spec(template, template_image, image, new_image["Id"], run_id)
     if command is not None:
         spec.body["Cmd"] = list(command)
+    if env:
+        overridden = {f"{key}=" for key in env}
+        kept = [e for e in spec.body["Env"] if not e.startswith(tuple(overridden))]
+        spec.body["Env"] = kept + [f"{key}={value}" for key, value in env.items()]
     spec.body["Labels"][JOB_LABEL] = "one-shot"
     name = f"{template['Name'].lstrip('/')}.run-{run_id}"
     started = time.monotonic()

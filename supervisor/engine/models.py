@@ -27,6 +27,7 @@ class ServiceContainer:
     health: str | None  # healthy / unhealthy / starting, None without a healthcheck
     restart_count: int
     labels: dict[str, str] = field(repr=False)
+    restart_policy: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def running(self) -> bool:

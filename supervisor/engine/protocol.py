@@ -45,6 +45,10 @@ class Engine(Protocol):
         """True when the engine already holds ``image`` (a reference or id)."""
         ...
 
+    async def image_labels(self, image: str) -> dict[str, str]:
+        """The image's labels (``org.opencontainers.image.version`` tells its version)."""
+        ...
+
     async def pull(self, image: str, on_progress: ProgressCallback | None = None) -> str:
         """Pull ``name@digest``; return the local image id."""
         ...
@@ -78,8 +82,13 @@ class Engine(Protocol):
         run_id: str,
         timeout: float,
         command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> OneShotResult:
-        """Run a container like ``template_id`` but from ``image``; always removed."""
+        """Run a container like ``template_id`` but from ``image``; always removed.
+
+        ``env`` overrides single variables of the template (the migration
+        rehearsal points the migrations at a scratch database this way).
+        """
         ...
 
     async def exec(

@@ -90,7 +90,8 @@ def remove_leftovers() -> list[str]:
         ("network", ("network", "rm")),
         ("volume", ("volume", "rm", "-f")),
     ):
-        fmt = '{{.ID}} {{.Label "' + OWNER_LABEL + '"}}'
+        ident_field = "{{.Name}}" if kind == "volume" else "{{.ID}}"
+        fmt = ident_field + ' {{.Label "' + OWNER_LABEL + '"}}'
         if kind == "container":
             listing = docker("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format", fmt)
         else:
