@@ -345,6 +345,11 @@ class Settings(BaseSettings):
     )
     # Run the migrations against a scratch copy first, so a broken one fails before anything stops.
     rehearse: bool = Field(True, description="true or false")
+    # The env variable of the migrations container that names its database; the rehearsal
+    # sets it to the scratch copy.
+    rehearsal_database_env: Annotated[
+        str, _matches(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name")
+    ] = Field("POSTGRES_DB", description="an environment variable name such as POSTGRES_DB")
     log_level: LogLevel = Field(LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR")
 
     @classmethod

@@ -103,7 +103,7 @@ class StateStore:
 
     def append_history(self, record: RunRecord) -> None:
         """Append once: a run already in the history is not written again."""
-        if self.find(record.update_id) is not None:
+        if any(r.update_id == record.update_id for r in self.history()):
             return
         line = record.model_dump_json() + "\n"
         with open(self.dir / HISTORY, "a", encoding="utf-8") as handle:

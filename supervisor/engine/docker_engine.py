@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -29,9 +30,10 @@ from supervisor.const import (
     COMPOSE_SERVICE_LABEL,
     RETAINED_SUFFIX,
     ROLE_LABEL,
+    RUN_LABEL,
     Role,
 )
-from supervisor.engine import docker_health, docker_jobs
+from supervisor.engine import docker_files, docker_health, docker_jobs
 from supervisor.engine.container_spec import build_create_spec
 from supervisor.engine.docker_errors import engine_call, translate_pull
 from supervisor.engine.models import (
@@ -137,6 +139,25 @@ class DockerEngine:
             )
             for name, containers in sorted(by_service.items())
         }
+
+    async def run_containers(self, project: str, run_id: str) -> list[ServiceContainer]:
+        filters = json.dumps(
+            {"label": [f"{COMPOSE_PROJECT_LABEL}={project}", f"{RUN_LABEL}={run_id}"]}
+        )
+        async with engine_call(f"listing the containers of run {run_id}", self.url):
+            listed = await self._docker._query_json(
+                "containers/json", params={"all": "1", "filters": filters}
+            )
+        found = []
+        for entry in listed:
+            try:
+                found.append(await self.container(entry["Id"]))
+            except EngineNotFound:
+                continue
+        return found
+
+    async def remove_container(self, container_id: str) -> None:
+        await self._remove(container_id)
 
     async def _repo_digest(self, container: JSON, cache: dict[str, JSON]) -> str | None:
         """The manifest digest the container's image was pulled by, if the engine knows."""
@@ -321,6 +342,28 @@ class DockerEngine:
         self, container_id: str, timeout: float, stability_window: float = 0
     ) -> ServiceContainer:
         return await docker_health.wait_healthy(self, container_id, timeout, stability_window)
+
+    async def container_env(self, container_id: str) -> dict[str, str]:
+        data = await self.inspect_container(container_id)
+        pairs = (str(item).partition("=") for item in data["Config"].get("Env") or [])
+        return {key: value for key, _, value in pairs}
+
+    async def put_file(
+        self,
+        container_id: str,
+        local_path: Path,
+        container_dir: str,
+        *,
+        name: str | None = None,
+        uid: int = 0,
+        gid: int = 0,
+        mode: int = 0o600,
+        timeout: float | None = None,
+    ) -> str:
+        return await docker_files.put_file(
+            self, container_id, local_path, container_dir,
+            name=name, uid=uid, gid=gid, mode=mode, timeout=timeout,
+        )  # fmt: skip
 
     async def logs_tail(self, container_id: str, lines: int = 30) -> str:
         async with engine_call(f"reading logs of {container_id[:12]}", self.url):

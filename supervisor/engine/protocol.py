@@ -8,6 +8,7 @@ implements this protocol.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from supervisor.const import Role
@@ -35,6 +36,14 @@ class Engine(Protocol):
         self, project: str, roles: Mapping[str, Role] | None = None
     ) -> dict[str, StackService]:
         """The project's services by Compose labels (one-off containers excluded)."""
+        ...
+
+    async def run_containers(self, project: str, run_id: str) -> list[ServiceContainer]:
+        """Containers a run created (new service containers and one-shot jobs)."""
+        ...
+
+    async def remove_container(self, container_id: str) -> None:
+        """Force-remove; a container that is already gone is not an error."""
         ...
 
     async def container(self, container_id: str) -> ServiceContainer:
@@ -101,6 +110,27 @@ class Engine(Protocol):
         check: bool = True,
     ) -> ExecResult:
         """Run ``argv`` (never a shell string) in a running container."""
+        ...
+
+    async def container_env(self, container_id: str) -> dict[str, str]:
+        """The container's configured environment (``Config.Env``), for credentials that
+        the database container was started with. Values are secrets: never log them."""
+        ...
+
+    async def put_file(
+        self,
+        container_id: str,
+        local_path: Path,
+        container_dir: str,
+        *,
+        name: str | None = None,
+        uid: int = 0,
+        gid: int = 0,
+        mode: int = 0o600,
+        timeout: float | None = None,
+    ) -> str:
+        """Stream a local file into ``container_dir`` (which must exist) as ``name``, owned by
+        ``uid:gid`` with ``mode``; return the sha256 (hex) of the bytes sent."""
         ...
 
     async def wait_healthy(

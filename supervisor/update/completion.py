@@ -1,0 +1,73 @@
+"""The end of a successful run, written so that a crash at any point finishes it.
+
+Order matters: the journal says ``completed`` first; then the pin file and the
+last-good record follow it; then history and the ``result`` event; then the
+clean-up (old containers, snapshot retention). Recovery calls
+:func:`finalize_completed` for a completed run again, and every step of it is
+idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from supervisor.exceptions import SupervisorError
+from supervisor.update.models import LastGood, RunRecord
+from supervisor.update.stages import Stage
+
+if TYPE_CHECKING:
+    from supervisor.update.run import RunDeps, UpdateRun
+
+
+async def complete_run(run: UpdateRun) -> None:
+    record = run.record
+    record.result = Stage.COMPLETED
+    await run.save()
+    await write_pins(run.deps, record, target=True)
+    await run.finish(Stage.COMPLETED)
+    await clean_up(run.deps, record, run.log)
+    await run.save()
+
+
+async def write_pins(deps: RunDeps, record: RunRecord, target: bool) -> None:
+    """Pin file and last-good: the target release on success, the previous on rollback."""
+    images = {
+        t.service: (t.target_digest if target else t.current_digest)
+        for t in record.services.values()
+    }
+    pinned = {service: image for service, image in images.items() if image}
+    version = record.target_version if target else record.from_version
+    if len(pinned) == len(images):
+        await asyncio.to_thread(deps.state.write_pins, pinned)
+    else:
+        missing = sorted(set(images) - set(pinned))
+        record.warnings = [
+            *record.warnings,
+            f"pin file not written: no digest known for {', '.join(missing)}",
+        ]
+    last_good = LastGood(
+        version=version,
+        images=pinned,
+        snapshot_id=record.snapshot_id,
+        update_id=record.update_id,
+    )
+    await asyncio.to_thread(deps.state.write_last_good, last_good)
+
+
+async def clean_up(deps: RunDeps, record: RunRecord, log: object) -> None:
+    from supervisor.update.run import from_record
+
+    for retained in record.retained:
+        try:
+            await deps.engine.discard_retained(from_record(retained))
+        except SupervisorError as err:
+            record.warnings = [*record.warnings, f"old container {retained.old_name}: {err}"]
+    protected = {record.snapshot_id} if record.snapshot_id else set()
+    last_good = await asyncio.to_thread(deps.state.read_last_good)
+    if last_good is not None and last_good.snapshot_id:
+        protected.add(last_good.snapshot_id)
+    try:
+        await deps.snapshots.apply_retention(protected)
+    except SupervisorError as err:
+        record.warnings = [*record.warnings, f"snapshot retention: {err}"]
