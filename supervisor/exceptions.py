@@ -28,13 +28,27 @@
     │   ├── CommandFailed                500  an exec or one-shot exited non-zero
     │   ├── JobTimeout                   504  exec / one-shot / wait ran out of time
     │   └── HealthCheckFailed            500  container never healthy, or restarted
-    └── RegistryError                    the OCI distribution API
-        ├── InvalidReference             400  image reference does not parse
-        ├── RegistryUnreachable          503
-        ├── RegistryAuthFailed           401
-        ├── ManifestNotFound             404  tag / digest / repository unknown
-        ├── RegistryRateLimited          429
-        └── DigestMismatch               502  content does not hash to its digest
+    ├── RegistryError                    the OCI distribution API
+    │   ├── InvalidReference             400  image reference does not parse
+    │   ├── RegistryUnreachable          503
+    │   ├── RegistryAuthFailed           401
+    │   ├── ManifestNotFound             404  tag / digest / repository unknown
+    │   ├── RegistryRateLimited          429
+    │   └── DigestMismatch               502  content does not hash to its digest
+    ├── SignatureError                   500  cosign signature checks (supervisor.signatures)
+    │   ├── SignatureRefused             400  the policy refused an image in ``verify``
+    │   ├── TrustRootInvalid             500  trusted_root.json missing or malformed (also a
+    │   │                                     ConfigError: raised at start-up)
+    │   └── PublicKeyInvalid             500  cosign public key missing or not ECDSA P-256
+    │                                         (also a ConfigError: raised at start-up)
+    └── SnapshotError                    500  backups and restores (supervisor.snapshots)
+        ├── InvalidSnapshotId            400  not <UTC timestamp>_<8 hex>: never a path
+        ├── SnapshotNotFound             404
+        ├── SnapshotWrongProject         409  taken from another Compose project
+        ├── SnapshotCorrupt              422  a file does not match its manifest checksum
+        ├── InsufficientDiskSpace        507  preflight estimate, or the disk filled up
+        ├── BackupFailed                 500  a dump did not complete; nothing was kept
+        └── RestoreFailed                500  the message says what was left as it was
 
 Every class carries an HTTP ``status`` and a stable ``error_key`` so that the
 API layer renders any of them into one JSON envelope without a lookup table,
@@ -237,3 +251,77 @@ class RegistryRateLimited(RegistryError):
 class DigestMismatch(RegistryError):
     status = 502
     error_key = "digest_mismatch"
+
+
+# --- signatures ----------------------------------------------------------------------
+
+
+class SignatureError(SupervisorError):
+    """Signature verification could not be set up, or refused what a run would start."""
+
+    error_key = "signature_error"
+
+
+class SignatureRefused(SignatureError):
+    """An ``enforce`` service has no valid signature; the message lists services and reasons."""
+
+    status = 400
+    error_key = "signature_refused"
+
+
+class TrustRootInvalid(SignatureError, ConfigError):
+    """The Sigstore trusted root cannot be read or parsed; found at start-up, never mid-run."""
+
+    error_key = "trust_root_invalid"
+
+
+class PublicKeyInvalid(SignatureError, ConfigError):
+    """The cosign public key cannot be read or is not an ECDSA P-256 key."""
+
+    error_key = "public_key_invalid"
+
+
+# --- snapshots -----------------------------------------------------------------------
+
+
+class SnapshotError(SupervisorError):
+    """A backup or restore could not be done; the message says what was left behind."""
+
+    error_key = "snapshot_error"
+
+
+class InvalidSnapshotId(SnapshotError):
+    """Refused before any path is built from it (``../`` and friends never reach the disk)."""
+
+    status = 400
+    error_key = "invalid_snapshot_id"
+
+
+class SnapshotNotFound(SnapshotError):
+    status = 404
+    error_key = "snapshot_not_found"
+
+
+class SnapshotWrongProject(SnapshotError):
+    """Restoring another stack's data over this one is never what an operator meant."""
+
+    status = 409
+    error_key = "snapshot_wrong_project"
+
+
+class SnapshotCorrupt(SnapshotError):
+    status = 422
+    error_key = "snapshot_corrupt"
+
+
+class InsufficientDiskSpace(SnapshotError):
+    status = 507
+    error_key = "insufficient_disk_space"
+
+
+class BackupFailed(SnapshotError):
+    error_key = "backup_failed"
+
+
+class RestoreFailed(SnapshotError):
+    error_key = "restore_failed"

@@ -23,7 +23,7 @@ from supervisor.config import Settings
 from supervisor.const import RETAINED_SUFFIX, Role
 from supervisor.engine.models import PullProgress, RetainedContainer
 from supervisor.engine.protocol import Engine
-from supervisor.exceptions import CommandFailed, EngineError, SupervisorError
+from supervisor.exceptions import CommandFailed, EngineError, SignatureRefused, SupervisorError
 from supervisor.signatures.models import Policy
 from supervisor.statedir import StateStore
 from supervisor.update.events import EventLog
@@ -40,11 +40,6 @@ class RunCancelled(Exception):
 
 class MigrationFailed(CommandFailed):
     error_key = "migration_failed"
-
-
-class SignatureRefused(SupervisorError):
-    status = 400
-    error_key = "signature_refused"
 
 
 @dataclass
