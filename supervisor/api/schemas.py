@@ -1,0 +1,79 @@
+"""Bodies the API itself defines (the run record and events come from ``supervisor.update``).
+
+Handlers build their answers through these models and ``openapi.py`` derives the document's
+schemas from the same classes, so the published document cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor.update.models import RunRecord
+from supervisor.update.stages import Stage
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorEnvelope(_Body):
+    """Every 4xx and 5xx answer."""
+
+    error_key: str = Field(description="stable, for scripts: update_running, no_update …")
+    message: str = Field(description="for people; may change between versions")
+    update_id: str | None = Field(None, description="the run the error is about, if any")
+
+
+class StartResponse(_Body):
+    update_id: str
+    state: Stage
+
+
+class CancelRequest(_Body):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    update_id: str = Field(max_length=128)
+
+
+class HistoryPage(_Body):
+    runs: list[RunRecord] = Field(description="finished runs, newest first")
+
+
+class LastResult(_Body):
+    """The last run in one line: what the UI badge shows."""
+
+    update_id: str | None = None
+    state: Literal[
+        "none", "running", "completed", "failed", "cancelled", "rolled_back", "needs_intervention"
+    ]
+    version: str | None = Field(None, description="the version the run went to (or tried)")
+    time: datetime | None = Field(None, description="when it ended, or started if running")
+
+
+class Badge(LastResult):
+    label: str = "update"
+    message: str
+    color: str = Field(description="CSS colour: green, orange, red, blue or grey")
+
+
+class Job(_Body):
+    """A manual snapshot or an HTTP restore, running in the background."""
+
+    job_id: str
+    kind: Literal["snapshot", "restore"]
+    state: Literal["running", "completed", "failed"]
+    started_at: datetime
+    finished_at: datetime | None = None
+    result: dict[str, Any] | None = None
+    error: ErrorEnvelope | None = None
+
+
+class SnapshotList(_Body):
+    snapshots: list[dict[str, Any]] = Field(description="manifests, newest first")
+
+
+class Health(_Body):
+    status: Literal["ok"] = "ok"

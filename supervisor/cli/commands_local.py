@@ -1,0 +1,132 @@
+"""Commands that act in the sidecar container itself: restore, freeze, unfreeze, verify.
+
+Restoring overwrites live databases, so it is a local operator action by default (HTTP
+restore is off unless configured); ``--remote`` uses the API when it is enabled there. A local
+restore refuses while the sidecar reports a running update and holds the freeze file while it
+works, so the periodic check cannot start an update underneath it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+from supervisor.client import SidecarUnreachable
+from supervisor.exceptions import BadRequest, NoUpdate, UpdateRunning
+from supervisor.signatures.models import Policy
+
+from . import wiring
+from .context import CliContext
+from .exit_codes import ExitCode
+
+
+async def restore(ctx: CliContext) -> int:
+    snapshot_id = ctx.args.snapshot
+    if not await ctx.confirm(f"Overwrite the databases with snapshot {snapshot_id}?"):
+        ctx.err.print("not restored")
+        return ExitCode.REFUSED
+    if ctx.args.remote:
+        async with ctx.client() as client:
+            job = await client.restore_snapshot(snapshot_id)
+            with ctx.err.status(f"restoring {snapshot_id} …"):
+                job = await client.wait_for_job(job.job_id, ctx.args.poll_interval)
+        if ctx.json:
+            ctx.emit_json(job.model_dump(mode="json"))
+        if job.error is not None:
+            ctx.err.print(f"restore failed: {job.error.message}", markup=False)
+            return ExitCode.FAILED
+        ctx.err.print(f"restored {snapshot_id}")
+        return ExitCode.OK
+    settings = ctx.settings()
+    await _refuse_if_updating(ctx)
+    services = wiring.build_services(settings, serving=False)
+    with _frozen(settings.freeze_file, f"restoring snapshot {snapshot_id}"):
+        async with AsyncExitStack() as stack:
+            for lifespan in services.lifespans:
+                await stack.enter_async_context(lifespan())
+            with ctx.err.status(f"restoring {snapshot_id} …"):
+                await services.snapshots.restore(snapshot_id)
+    if ctx.json:
+        ctx.emit_json({"snapshot_id": snapshot_id, "restored": True, "exit_code": 0})
+    else:
+        ctx.out.print(f"restored {snapshot_id}")
+    return ExitCode.OK
+
+
+async def _refuse_if_updating(ctx: CliContext) -> None:
+    try:
+        async with ctx.client() as client:
+            record = await client.status()
+    except SidecarUnreachable:
+        ctx.err.print("the sidecar does not answer; restoring without asking it")
+        return
+    except NoUpdate:
+        return
+    if not record.state.finished:
+        raise UpdateRunning(f"update {record.update_id} is running ({record.state})")
+
+
+@contextlib.contextmanager
+def _frozen(path: Path, reason: str) -> Iterator[None]:
+    """Hold the freeze file for the duration, unless an operator froze already."""
+    if path.exists():
+        yield
+        return
+    write_freeze(path, reason)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def write_freeze(path: Path, reason: str) -> None:
+    text = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {reason}\n"
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+async def freeze(ctx: CliContext) -> int:
+    path = ctx.settings().freeze_file
+    write_freeze(path, ctx.args.reason or "frozen with `supervisor freeze`")
+    if ctx.json:
+        ctx.emit_json({"frozen": True, "freeze_file": str(path), "exit_code": 0})
+    else:
+        ctx.out.print(f"updates frozen ({path}); `supervisor unfreeze` lifts it", markup=False)
+    return ExitCode.OK
+
+
+async def unfreeze(ctx: CliContext) -> int:
+    path = ctx.settings().freeze_file
+    was_frozen = path.exists()
+    path.unlink(missing_ok=True)
+    if ctx.json:
+        ctx.emit_json({"frozen": False, "was_frozen": was_frozen, "exit_code": 0})
+    else:
+        ctx.out.print("updates unfrozen" if was_frozen else "updates were not frozen")
+    return ExitCode.OK
+
+
+async def verify(ctx: CliContext) -> int:
+    """Whether IMAGE (``name@sha256:…``) carries a signature the configured keys or identity
+    trust, checked as under ``enforce`` whatever the service policy: 0 verified, 4 not."""
+    services = wiring.build_services(ctx.settings(), serving=False)
+    if services.verifier is None:
+        raise BadRequest("no image verifier is configured in this build")
+    async with AsyncExitStack() as stack:
+        for lifespan in services.lifespans:
+            await stack.enter_async_context(lifespan())
+        verdict = await services.verifier.verify_image(ctx.args.image, Policy.ENFORCE)
+    code = ExitCode.OK if verdict.verified else ExitCode.FAILED
+    if ctx.json:
+        ctx.emit_json({**verdict.model_dump(mode="json"), "exit_code": int(code)})
+    else:
+        mark = "[green]verified[/green]" if verdict.verified else "[red]NOT verified[/red]"
+        ctx.out.print(f"{verdict.image}: {mark} — {verdict.reason}")
+        if verdict.signer:
+            ctx.out.print(f"  signer: {verdict.signer}", markup=False)
+    return code
