@@ -1,7 +1,7 @@
 """Where ``serve`` and the local commands get their services: the one seam to wire.
 
-:func:`build_services` is a placeholder until the update manager and the snapshot store land;
-it must return :class:`Services` built from ``settings``. ``serving`` tells whether the result
+:func:`build_services` returns :class:`Services` built from ``settings`` (see
+:mod:`supervisor.services` for the object graph). ``serving`` tells whether the result
 runs the API (then include the background lifetimes: start-up recovery, the periodic release
 check) or backs a one-off local command such as ``supervisor restore`` (then only the resources
 the call needs, e.g. the engine client: a second manager must not recover or auto-update).
@@ -47,11 +47,23 @@ class Services:
 
 
 def build_services(settings: Settings, *, serving: bool = True) -> Services:
-    """Build the real services from ``settings`` (placeholder)."""
-    raise NotImplementedError(
-        "supervisor.cli.wiring.build_services is not wired yet: construct the engine adapter, "
-        "the snapshot store and supervisor.update.manager.UpdateManager here and return "
-        "Services(updates=..., snapshots=..., verifier=..., lifespans=[...])"
+    """Build the real services from ``settings``; call inside the running event loop.
+
+    Network clients are created here and closed by the first lifespan. When
+    ``serving``, the manager's start-up recovery runs before the first request
+    and the periodic release check runs in the background.
+    """
+    from supervisor.services import build_runtime
+
+    runtime = build_runtime(settings)
+    lifespans: list[Lifespan] = [runtime.lifespan]
+    if serving:
+        lifespans.append(runtime.manager_lifespan)
+    return Services(
+        updates=runtime.manager,
+        snapshots=runtime.snapshots,
+        verifier=runtime.verifier,
+        lifespans=lifespans,
     )
 
 

@@ -7,39 +7,12 @@ tests hand in fakes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from supervisor.signatures.models import SignatureVerdict
+from supervisor.snapshots.protocol import Snapshots
 
-
-class SnapshotRef(Protocol):
-    @property
-    def id(self) -> str: ...
-
-
-class Snapshots(Protocol):
-    async def estimate_size(self) -> int:
-        """Bytes a new snapshot will take; raises when the disk cannot hold it."""
-        ...
-
-    async def create(
-        self,
-        reason: str,
-        run_id: str | None,
-        images: Mapping[str, str],
-        progress: Callable[[str], None] | None = None,
-    ) -> SnapshotRef: ...
-
-    async def restore(
-        self, snapshot_id: str, progress: Callable[[str], None] | None = None
-    ) -> None: ...
-
-    async def restore_postgres_into(self, snapshot_id: str, database: str) -> None: ...
-
-    async def drop_database(self, database: str) -> None: ...
-
-    async def apply_retention(self, protected: set[str]) -> list[str]: ...
+__all__ = ["Prober", "SignatureVerifier", "Snapshots"]
 
 
 class SignatureVerifier(Protocol):

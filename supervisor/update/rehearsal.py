@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from supervisor.exceptions import SupervisorError
+from supervisor.snapshots.const import SnapshotReason
 
 if TYPE_CHECKING:
     from supervisor.update.run import UpdateRun
@@ -27,7 +28,9 @@ async def rehearse_migrations(run: UpdateRun) -> None:
     deps, record = run.deps, run.record
     scratch = f"rehearsal_{record.update_id}"
     images = {t.service: t.current_digest or "" for t in record.services.values()}
-    snapshot = await deps.snapshots.create("rehearsal", record.update_id, images, run.log)
+    snapshot = await deps.snapshots.create(
+        SnapshotReason.REHEARSAL, record.update_id, images, run.snapshot_progress
+    )
     run.log(f"fresh dump {snapshot.id} taken; restoring it into scratch database {scratch}")
     try:
         await deps.snapshots.restore_postgres_into(snapshot.id, scratch)

@@ -22,6 +22,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from supervisor.exceptions import EngineNotFound, SupervisorError
+from supervisor.snapshots.const import SnapshotReason
 from supervisor.update.completion import write_pins
 from supervisor.update.stages import Stage
 
@@ -53,7 +54,7 @@ async def roll_back(run: UpdateRun) -> None:
         if data_touched and record.snapshot_id:
             await _pre_rollback_dump(run)
             run.log(f"restoring the database from snapshot {record.snapshot_id}")
-            await deps.snapshots.restore(record.snapshot_id, run.log)
+            await deps.snapshots.restore(record.snapshot_id, run.snapshot_progress)
         for retained in record.retained:
             await deps.engine.restore_retained(from_record(retained), start=False)
             run.log(f"put back the old {retained.service} container ({retained.old_id[:12]})")
@@ -71,7 +72,7 @@ async def _pre_rollback_dump(run: UpdateRun) -> None:
     images = {t.service: t.target_digest or "" for t in record.services.values()}
     try:
         snapshot = await run.deps.snapshots.create(
-            "pre-rollback", record.update_id, images, run.log
+            SnapshotReason.PRE_ROLLBACK, record.update_id, images, run.snapshot_progress
         )
     except SupervisorError as err:
         record.warnings = [*record.warnings, f"pre-rollback dump failed: {err.message}"]

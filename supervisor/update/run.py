@@ -25,6 +25,8 @@ from supervisor.engine.models import PullProgress, RetainedContainer
 from supervisor.engine.protocol import Engine
 from supervisor.exceptions import CommandFailed, EngineError, SignatureRefused, SupervisorError
 from supervisor.signatures.models import Policy
+from supervisor.snapshots.const import SnapshotReason
+from supervisor.snapshots.protocol import SnapshotProgress
 from supervisor.statedir import StateStore
 from supervisor.update.events import EventLog
 from supervisor.update.models import RetainedRecord, RunError, RunRecord, StageTiming, utcnow
@@ -79,6 +81,9 @@ class UpdateRun:
 
     async def save(self) -> None:
         await asyncio.to_thread(self.deps.state.write_current, self.record)
+
+    def snapshot_progress(self, progress: SnapshotProgress) -> None:
+        self.log(f"{progress.step}: {progress.message}")
 
     def log(self, line: str) -> None:
         _LOGGER.info("[%s] %s", self.record.update_id, line)
@@ -224,7 +229,9 @@ class UpdateRun:
             for t in self.record.services.values()
         }
         snapshot = await asyncio.wait_for(
-            self.deps.snapshots.create("pre-update", self.record.update_id, images, self.log),
+            self.deps.snapshots.create(
+                SnapshotReason.PRE_UPDATE, self.record.update_id, images, self.snapshot_progress
+            ),
             self.settings.backup_timeout,
         )
         self.record.snapshot_id = snapshot.id

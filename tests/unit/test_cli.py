@@ -373,11 +373,6 @@ async def test_verify(cli: Cli, local_services: wiring.Services) -> None:
     assert "NOT verified" in cli.out
 
 
-async def test_unwired_services_say_so(cli: Cli) -> None:
-    assert await cli("verify", "registry/app:1.4.2") == 4
-    assert "build_services is not wired yet" in cli.err
-
-
 # --- serve ----------------------------------------------------------------------------
 
 
