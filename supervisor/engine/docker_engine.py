@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+import aiohttp
 
 from supervisor.const import (
     COMPOSE_ONEOFF_LABEL,
@@ -217,7 +218,7 @@ class DockerEngine:
                 f"containers/{container_id}/stop",
                 method="POST",
                 params={"t": str(int(timeout))},
-                timeout=timeout + 30,
+                timeout=aiohttp.ClientTimeout(total=timeout + 30),
             ),
         ):
             pass
