@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -105,6 +106,7 @@ class UpdateRun:
         await self.save()
         self.events.emit("phase", {"state": stage.value, "message": self.record.phase})
         self.events.emit("progress", {"state": stage.value, "progress": self.record.progress})
+        await _fault_hold(stage)
 
     def progress(self, percent: float) -> None:
         self.record.progress = int(percent)
@@ -362,6 +364,22 @@ class UpdateRun:
         self.events.emit("result", result)
         for callback in self.deps.on_finished:
             callback(self.record)
+
+
+async def _fault_hold(stage: Stage) -> None:
+    """Fault injection for the crash tests: pause right after a stage is journaled.
+
+    ``STACKSUP_FAULT_HOLD=<stage>:<seconds>`` (outside the ``SUPERVISOR_``
+    settings on purpose) lets tests/docker/test_crash_matrix.py kill the
+    process at an exact stage boundary even when the stage itself takes
+    milliseconds. Unset in production: a no-op.
+    """
+    hold = os.environ.get("STACKSUP_FAULT_HOLD")
+    if hold:
+        name, _, seconds = hold.partition(":")
+        if name == stage.value:
+            _LOGGER.warning("fault injection: holding %s for %s s", stage, seconds)
+            await asyncio.sleep(float(seconds or 5))
 
 
 def to_record(retained: RetainedContainer) -> RetainedRecord:

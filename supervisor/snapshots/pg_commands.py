@@ -1,0 +1,217 @@
+"""The exact PostgreSQL commands and SQL the snapshot adapter runs, as pure functions.
+
+Kept apart from the I/O so that unit tests pin them (argv lists, never shell
+strings; the password only ever in ``PGPASSWORD``). Every command connects
+through the container's local socket as the configured user, with the client
+tools *of the server's own image*, so versions always match.
+
+Table stats: ``count(*)`` and ``sum(hashtextextended(ROW(r.*)::text, 0))`` per
+table, in one statement (``query_to_xml`` runs the per-table queries, so no
+function has to be created). The sum of 64-bit row hashes is independent of
+row order and needs no memory, unlike ``md5(string_agg(…))``, which cannot
+exceed 1 GB. Output settings (dates, floats, bytea) are fixed first so the
+text form of a row is the same at dump and at restore.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+from supervisor.snapshots.models import TableStats
+
+# Same text form of every value wherever the stats are computed.
+STABLE_OUTPUT = (
+    "SET datestyle TO ISO, YMD; SET timezone TO 'UTC'; SET intervalstyle TO postgres; "
+    "SET extra_float_digits TO 3; SET bytea_output TO hex"
+)
+_ROW_STATS = (
+    "'SELECT count(*)::text || '':'' || coalesce(sum(hashtextextended(ROW(r.*)::text, 0)), 0)"
+    "::text AS s FROM ' || format('%I.%I', n.nspname, c.relname) || ' AS r'"
+)
+# A constant: no value is interpolated into it.
+TABLE_STATS_SQL = (
+    "SELECT 'stats=' || coalesce(json_object_agg(format('%I.%I', n.nspname, c.relname), "  # noqa: S608
+    f"(xpath('/row/s/text()', query_to_xml({_ROW_STATS}, false, true, '')))[1]::text "
+    "ORDER BY n.nspname, c.relname), '{}') "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' "
+    "AND n.nspname !~ '^pg_(catalog|toast|temp_)' "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+    "AND d.objid = c.oid AND d.deptype = 'e')"
+)
+# Best effort: the schema_migrations table of our stack, or Alembic's version table.
+_LATEST = "'SELECT max({col})::text AS v FROM {table}'"
+REVISION_SQL = (
+    "SELECT 'revision=' || coalesce(CASE "
+    "WHEN to_regclass('public.schema_migrations') IS NOT NULL THEN (xpath('/row/v/text()', "
+    f"query_to_xml({_LATEST.format(col='version', table='public.schema_migrations')}, "
+    "false, true, '')))[1]::text "
+    "WHEN to_regclass('public.alembic_version') IS NOT NULL THEN (xpath('/row/v/text()', "
+    f"query_to_xml({_LATEST.format(col='version_num', table='public.alembic_version')}, "
+    "false, true, '')))[1]::text END, '')"
+)
+DATABASE_INFO_SQL = (
+    "SELECT json_build_object('owner', pg_get_userbyid(d.datdba), "
+    "'encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate, "
+    "'ctype', d.datctype, 'size', pg_database_size(d.oid), "
+    "'version', current_setting('server_version'), "
+    "'roles', (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles "
+    "WHERE rolname !~ '^pg_'), "
+    "'settings', (SELECT coalesce(json_agg(s ORDER BY s), '[]') FROM pg_db_role_setting r, "
+    "unnest(r.setconfig) s WHERE r.setdatabase = d.oid AND r.setrole = 0)) "
+    "FROM pg_database d WHERE d.datname = current_database()"
+)
+SIZE_SQL = "SELECT pg_database_size(current_database())"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def conninfo(database: str) -> str:
+    """A libpq connection string for ``database``: a bare ``-d`` value containing ``=``
+    would itself be parsed as a connection string."""
+    escaped = database.replace("\\", "\\\\").replace("'", "\\'")
+    return f"dbname='{escaped}'"
+
+
+def maintenance_database(database: str) -> str:
+    """Where to connect to create, rename and drop ``database`` (never itself)."""
+    return "template1" if database == "postgres" else "postgres"
+
+
+def psql(user: str, database: str, *commands: str) -> list[str]:
+    """``psql`` running each command in turn in one session, unaligned, no headers."""
+    argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+    argv += ["-U", user, "-d", conninfo(database)]
+    for command in commands:
+        argv += ["-c", command]
+    return argv
+
+
+def pg_dump(user: str, database: str, snapshot: str | None = None) -> list[str]:
+    """Custom format (compressed, restorable in parallel) to stdout."""
+    argv = ["pg_dump", "-Fc", "-U", user, "-d", conninfo(database)]
+    if snapshot is not None:
+        argv.append(f"--snapshot={snapshot}")
+    return argv
+
+
+def pg_dumpall_globals(user: str, database: str) -> list[str]:
+    return ["pg_dumpall", "--globals-only", "-U", user, "-l", conninfo(database)]
+
+
+def pg_restore(user: str, database: str, path: str, jobs: int) -> list[str]:
+    return [
+        "pg_restore", "-U", user, "-d", conninfo(database),
+        f"--jobs={max(1, jobs)}", "--exit-on-error", path,
+    ]  # fmt: skip
+
+
+def hold_snapshot(seconds: int) -> list[str]:
+    """The commands of a session that exports a snapshot for pg_dump and takes the table
+    stats in that very snapshot, then waits (until ended by the sidecar, or ``seconds``)."""
+    return [
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        "SELECT 'snapshot=' || pg_export_snapshot()",
+        STABLE_OUTPUT,
+        TABLE_STATS_SQL,
+        REVISION_SQL,
+        "SELECT 'ready'",
+        f"SELECT pg_sleep({int(seconds)})",
+    ]
+
+
+def create_database(name: str, owner: str, encoding: str, collate: str, ctype: str) -> str:
+    return (
+        f"CREATE DATABASE {quote_ident(name)} WITH TEMPLATE template0 OWNER {quote_ident(owner)} "
+        f"ENCODING {quote_literal(encoding)} LC_COLLATE {quote_literal(collate)} "
+        f"LC_CTYPE {quote_literal(ctype)}"
+    )
+
+
+def database_setting(name: str, setting: str) -> str:
+    """``ALTER DATABASE … SET`` from a ``pg_db_role_setting`` entry ``key=value``."""
+    key, _, value = setting.partition("=")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
+        raise ValueError(f"unexpected database setting {setting!r}")
+    return f"ALTER DATABASE {quote_ident(name)} SET {key} TO {quote_literal(value)}"
+
+
+def terminate_sessions(database: str) -> str:
+    return (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "  # noqa: S608 (quoted)
+        f"WHERE datname = {quote_literal(database)} AND pid <> pg_backend_pid()"
+    )
+
+
+def terminate_application(application_name: str) -> str:
+    return (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "  # noqa: S608 (quoted)
+        f"WHERE application_name = {quote_literal(application_name)}"
+    )
+
+
+def database_exists(name: str) -> str:
+    return f"SELECT count(*) FROM pg_database WHERE datname = {quote_literal(name)}"  # noqa: S608
+
+
+def swap_databases(live: str, restored: str, old: str, live_exists: bool) -> list[str]:
+    """Commands (one session) that put ``restored`` in the place of ``live``, which becomes
+    ``old``. The renames run in one transaction: both happen or neither."""
+    if not live_exists:
+        return [f"ALTER DATABASE {quote_ident(restored)} RENAME TO {quote_ident(live)}"]
+    return [
+        f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false",
+        terminate_sessions(live),
+        f"ALTER DATABASE {quote_ident(live)} RENAME TO {quote_ident(old)}; "
+        f"ALTER DATABASE {quote_ident(restored)} RENAME TO {quote_ident(live)}",
+    ]
+
+
+def drop_database(name: str) -> str:
+    return f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"
+
+
+def derived_name(database: str, suffix: str) -> str:
+    """``database`` + ``suffix`` within PostgreSQL's 63-byte identifier limit."""
+    room = 63 - len(suffix.encode())
+    head = database.encode()[:room].decode("utf-8", "ignore")
+    return head + suffix
+
+
+def tagged_lines(output: str) -> dict[str, str]:
+    """``key=value`` lines printed by the holder session (other lines ignored)."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in ("snapshot", "stats", "revision"):
+            found[key] = value
+    return found
+
+
+def parse_table_stats(text: str) -> dict[str, TableStats]:
+    raw: dict[str, str] = json.loads(text)
+    stats: dict[str, TableStats] = {}
+    for table, value in raw.items():
+        rows, _, checksum = value.partition(":")
+        stats[table] = TableStats(rows=int(rows), checksum=checksum)
+    return stats
+
+
+def missing_roles_sql(globals_sql: str, missing: Sequence[str]) -> str:
+    """From ``pg_dumpall --globals-only`` output, the statements that create ``missing``
+    roles (CREATE ROLE and its ALTER ROLE … WITH options); nothing else is replayed."""
+    wanted = {quote_ident(name) for name in missing} | set(missing)
+    kept: list[str] = []
+    for line in globals_sql.splitlines():
+        match = re.match(r'(CREATE|ALTER) ROLE ("(?:[^"]|"")+"|[^\s;]+)[\s;]', line)
+        if match and match.group(2) in wanted:
+            kept.append(line)
+    return "\n".join(kept)

@@ -1,0 +1,73 @@
+"""What the update run and the CLI ask of snapshots, so that they can be tested with a fake.
+
+The real implementation is :class:`supervisor.snapshots.service.SnapshotService`.
+Every method raises only :class:`~supervisor.exceptions.SnapshotError` subclasses
+for expected failures (a bad id, a corrupt snapshot, a full disk, a refused dump).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from supervisor.snapshots.const import SnapshotReason
+from supervisor.snapshots.models import SnapshotManifest
+
+
+@dataclass(frozen=True)
+class SnapshotProgress:
+    """One step of a snapshot or restore, for a progress bar or the SSE stream."""
+
+    step: str  # preflight, postgres, influxdb, config, commit, verify, done
+    message: str
+    percent: float
+
+
+SnapshotProgressCallback = Callable[[SnapshotProgress], None]
+
+
+class Snapshots(Protocol):
+    async def estimate_size(self) -> int:
+        """Bytes a new snapshot is expected to take (database sizes times a factor)."""
+        ...
+
+    async def create(
+        self,
+        reason: SnapshotReason,
+        run_id: str | None = None,
+        images: Mapping[str, str] | None = None,
+        progress: SnapshotProgressCallback | None = None,
+    ) -> SnapshotManifest:
+        """Preflight the disk, dump everything, commit; on failure nothing is left behind."""
+        ...
+
+    async def restore(
+        self, snapshot_id: str, progress: SnapshotProgressCallback | None = None
+    ) -> SnapshotManifest:
+        """Verify every file, then replace the live PostgreSQL and InfluxDB data."""
+        ...
+
+    async def restore_postgres_into(self, snapshot_id: str, database: str) -> None:
+        """Restore the snapshot's dump into a new database ``database`` (a scratch copy)."""
+        ...
+
+    async def drop_database(self, database: str) -> None:
+        """Drop a scratch database; the live database is refused."""
+        ...
+
+    async def get(self, snapshot_id: str) -> SnapshotManifest: ...
+
+    async def verify(self, snapshot_id: str) -> SnapshotManifest:
+        """Re-hash every file; SnapshotCorrupt if any differs."""
+        ...
+
+    async def delete(self, snapshot_id: str) -> None: ...
+
+    async def apply_retention(self, protected: set[str]) -> list[str]:
+        """Delete all but the newest N and ``protected``; return the deleted ids."""
+        ...
+
+    async def list(self) -> list[SnapshotManifest]:  # last: shadows the builtin
+        """Complete snapshots, newest first."""
+        ...

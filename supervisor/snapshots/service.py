@@ -1,0 +1,277 @@
+"""The snapshot facade the update run and the CLI use (implements :class:`.protocol.Snapshots`).
+
+::
+
+    SnapshotService ──▶ SnapshotStore (backups/)        manifests, verify, retention
+          │ ├──────▶ PostgresSnapshots ─┐
+          │ └──────▶ InfluxSnapshots  ──┴─ Engine.exec / put_file ─▶ database containers
+          └── locate(role) → container id (Compose labels, or a test's own containers)
+
+One operation at a time (a lock): two dumps would compete for the disk and the
+preflight estimate would be wrong. Containers are looked up per operation, so a
+database container recreated since start-up is found again. Engine failures are
+reported as BackupFailed / RestoreFailed with what they interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from supervisor.const import Role
+from supervisor.engine.protocol import Engine
+from supervisor.exceptions import (
+    BackupFailed,
+    EngineError,
+    RestoreFailed,
+    SnapshotError,
+)
+from supervisor.snapshots import pg_commands as sql
+from supervisor.snapshots import postgres_restore
+from supervisor.snapshots.config_files import archive_config
+from supervisor.snapshots.const import SnapshotReason
+from supervisor.snapshots.disk import check_free_space
+from supervisor.snapshots.influx import InfluxSnapshots
+from supervisor.snapshots.models import SnapshotManifest, new_snapshot_id
+from supervisor.snapshots.options import Locator, SnapshotOptions, tree_size
+from supervisor.snapshots.postgres import PostgresSnapshots, resolve_credentials
+from supervisor.snapshots.protocol import SnapshotProgress, SnapshotProgressCallback, Snapshots
+from supervisor.snapshots.retention import select_expired
+from supervisor.snapshots.store import SnapshotStore
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _report(progress: SnapshotProgressCallback | None, step: str, message: str, pct: float) -> None:
+    _LOGGER.info("%s: %s", step, message)
+    if progress is not None:
+        progress(SnapshotProgress(step, message, pct))
+
+
+class SnapshotService:
+    def __init__(
+        self, engine: Engine, store: SnapshotStore, options: SnapshotOptions, locate: Locator
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.options = options
+        self._locate = locate
+        self._lock = asyncio.Lock()
+
+    async def _postgres(self, error: type[SnapshotError]) -> PostgresSnapshots | None:
+        container_id = await self._find(Role.POSTGRES, error)
+        if container_id is None:
+            return None
+        credentials = await resolve_credentials(
+            self.engine, container_id, self.options.postgres_user,
+            self.options.postgres_db, self.options.postgres_password,
+        )  # fmt: skip
+        return PostgresSnapshots(
+            self.engine, container_id, credentials,
+            timeout=self.options.timeout, restore_jobs=self.options.restore_jobs,
+        )  # fmt: skip
+
+    async def _influx(self, error: type[SnapshotError]) -> InfluxSnapshots | None:
+        container_id = await self._find(Role.INFLUXDB, error)
+        if container_id is None:
+            return None
+        return InfluxSnapshots(
+            self.engine, container_id, version=self.options.influxdb_version,
+            token=self.options.influx_token, org=self.options.influx_org,
+            timeout=self.options.timeout,
+        )  # fmt: skip
+
+    async def _find(self, role: Role, error: type[SnapshotError]) -> str | None:
+        try:
+            return await self._locate(role)
+        except (EngineError, SnapshotError) as err:
+            raise error(f"cannot find the {role} container: {err.message}") from err
+
+    async def estimate_size(self) -> int:
+        pg, influx = await self._postgres(BackupFailed), await self._influx(BackupFailed)
+        return await self._estimate(pg, influx)
+
+    async def _estimate(self, pg: PostgresSnapshots | None, influx: InfluxSnapshots | None) -> int:
+        databases = (await pg.size() if pg else 0) + (await influx.size() if influx else 0)
+        config = await asyncio.to_thread(tree_size, self.options.config_paths)
+        return int(databases * self.options.size_factor) + config
+
+    async def create(
+        self,
+        reason: SnapshotReason,
+        run_id: str | None = None,
+        images: Mapping[str, str] | None = None,
+        progress: SnapshotProgressCallback | None = None,
+    ) -> SnapshotManifest:
+        async with self._lock:
+            try:
+                return await self._create(SnapshotReason(reason), run_id, images or {}, progress)
+            except EngineError as err:
+                raise BackupFailed(f"snapshot failed, nothing was kept: {err.message}") from err
+
+    async def _create(
+        self,
+        reason: SnapshotReason,
+        run_id: str | None,
+        images: Mapping[str, str],
+        progress: SnapshotProgressCallback | None,
+    ) -> SnapshotManifest:
+        _report(progress, "preflight", "checking the databases and free disk space", 0)
+        pg, influx = await self._postgres(BackupFailed), await self._influx(BackupFailed)
+        if pg is not None:
+            await pg.ensure_running(BackupFailed)
+        if influx is not None:
+            await influx.detect(BackupFailed)
+        needed = await self._estimate(pg, influx)
+        await asyncio.to_thread(
+            check_free_space, self.options.backup_dir, needed, self.options.min_free_bytes_margin
+        )
+        snapshot_id = new_snapshot_id()
+        versions: dict[str, str] = {}
+        async with self.store.begin(snapshot_id) as writer:
+            dump = influx_backup = None
+            if pg is not None:
+                _report(progress, "postgres", f"dumping PostgreSQL database {pg.database}", 5)
+                dump = await pg.dump(writer)
+                versions["postgres"] = dump.server_version
+            if influx is not None:
+                _report(progress, "influxdb", "backing up InfluxDB", 60)
+                influx_backup = await influx.backup(writer)
+                versions["influxdb"] = influx_backup.server_version
+            if self.options.config_paths:
+                _report(progress, "config", "archiving config files", 90)
+                await archive_config(writer, self.options.config_paths)
+            _report(progress, "commit", "writing the manifest", 95)
+            manifest = SnapshotManifest(
+                id=snapshot_id,
+                project=self.options.project,
+                reason=reason,
+                run_id=run_id,
+                created_at=datetime.now(UTC),
+                images=dict(images),
+                database_versions=versions,
+                migration_revision=dump.migration_revision if dump else None,
+                postgres=dump,
+                influxdb=influx_backup,
+                config_paths=[str(path) for path in self.options.config_paths],
+                files=list(writer.files),
+            )
+            await self.store.commit(writer, manifest)
+        _report(progress, "done", f"snapshot {snapshot_id} complete", 100)
+        return manifest
+
+    async def restore(
+        self, snapshot_id: str, progress: SnapshotProgressCallback | None = None
+    ) -> SnapshotManifest:
+        async with self._lock:
+            try:
+                return await self._restore(snapshot_id, progress)
+            except EngineError as err:
+                raise RestoreFailed(f"restore of {snapshot_id} failed: {err.message}") from err
+
+    async def _restore(
+        self, snapshot_id: str, progress: SnapshotProgressCallback | None
+    ) -> SnapshotManifest:
+        _report(progress, "verify", f"checking every file of snapshot {snapshot_id}", 0)
+        manifest = await self.store.verify(snapshot_id)
+        self.store.check_project(manifest)
+        folder = self.store.path_of(snapshot_id)
+        pg, influx = await self._postgres(RestoreFailed), await self._influx(RestoreFailed)
+        # Everything that can be checked is checked before the first change.
+        if manifest.postgres is not None:
+            pg = self._matching_postgres(pg, manifest)
+            await pg.ensure_running(RestoreFailed)
+        if manifest.influxdb is not None:
+            if influx is None:
+                raise RestoreFailed("the snapshot holds InfluxDB data but no influxdb service")
+            await influx.detect(RestoreFailed)
+        if manifest.postgres is not None and pg is not None:
+            _report(progress, "postgres", f"restoring PostgreSQL database {pg.database}", 10)
+            entry = manifest.file(manifest.postgres.dump_file)
+            await postgres_restore.restore_replacing(
+                pg, folder, manifest.postgres, entry, snapshot_id
+            )
+        if manifest.influxdb is not None and influx is not None:
+            _report(progress, "influxdb", "restoring InfluxDB", 70)
+            entry = manifest.file(manifest.influxdb.archive_file)
+            try:
+                await influx.restore(folder, manifest.influxdb, entry)
+            except SnapshotError as err:
+                done = "PostgreSQL was restored; " if manifest.postgres else ""
+                raise RestoreFailed(f"{done}{err.message}") from err
+        _report(progress, "done", f"restored snapshot {snapshot_id}", 100)
+        return manifest
+
+    def _matching_postgres(
+        self, pg: PostgresSnapshots | None, manifest: SnapshotManifest
+    ) -> PostgresSnapshots:
+        assert manifest.postgres is not None
+        if pg is None:
+            raise RestoreFailed("the snapshot holds a PostgreSQL dump but no postgres service")
+        if manifest.postgres.database != pg.database:
+            raise RestoreFailed(
+                f"snapshot {manifest.id} holds database {manifest.postgres.database!r}, but "
+                f"the configured database is {pg.database!r}; refusing to cross them"
+            )
+        return pg
+
+    async def restore_postgres_into(self, snapshot_id: str, database: str) -> None:
+        async with self._lock:
+            manifest = await self.store.verify(snapshot_id)
+            self.store.check_project(manifest)
+            pg = self._matching_postgres(await self._postgres(RestoreFailed), manifest)
+            assert manifest.postgres is not None
+            if database in (pg.database, "postgres", "template0", "template1"):
+                raise RestoreFailed(f"refusing to restore a scratch copy over {database!r}")
+            try:
+                await pg.ensure_running(RestoreFailed)
+                if await pg.database_exists(database, RestoreFailed):
+                    raise RestoreFailed(f"database {database!r} exists already; drop it first")
+                folder = self.store.path_of(snapshot_id)
+                await postgres_restore.ensure_roles(pg, folder, manifest.postgres)
+                entry = manifest.file(manifest.postgres.dump_file)
+                await postgres_restore.load_into(pg, folder, manifest.postgres, entry, database)
+            except EngineError as err:
+                raise RestoreFailed(f"restoring into {database!r} failed: {err.message}") from err
+
+    async def drop_database(self, database: str) -> None:
+        async with self._lock:
+            pg = await self._postgres(SnapshotError)
+            if pg is None:
+                raise SnapshotError("no postgres service is managed")
+            if database in (pg.database, "postgres", "template0", "template1"):
+                raise SnapshotError(f"refusing to drop {database!r}: only scratch copies are")
+            await pg.maintenance(sql.drop_database(database), error=SnapshotError, purpose="drop")
+
+    async def get(self, snapshot_id: str) -> SnapshotManifest:
+        return await self.store.get(snapshot_id)
+
+    async def verify(self, snapshot_id: str) -> SnapshotManifest:
+        return await self.store.verify(snapshot_id)
+
+    async def delete(self, snapshot_id: str) -> None:
+        async with self._lock:
+            await self.store.delete(snapshot_id)
+
+    async def apply_retention(self, protected: set[str]) -> list[str]:
+        async with self._lock:
+            # Only this project's: a backups folder shared by two stacks must not lose the
+            # other stack's snapshots to this one's count.
+            mine = [m for m in await self.store.list() if m.project == self.options.project]
+            expired = select_expired(mine, self.options.retention_keep, protected)
+            for snapshot_id in expired:
+                await self.store.delete(snapshot_id)
+            await self.store.remove_stale(older_than=2 * self.options.timeout)
+            return expired
+
+    async def list(self) -> list[SnapshotManifest]:  # last: the name shadows the builtin
+        return await self.store.list()
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_protocol(service: SnapshotService) -> Snapshots:
+        return service

@@ -1,0 +1,131 @@
+"""A private scratch directory inside a database container, and commands that can be stopped.
+
+Why the guard: when the sidecar stops reading an exec's output (the disk filled
+up, a timeout, a cancellation), Docker does *not* end the process; it blocks
+on its full stdout pipe and lives on, holding a database transaction. So every
+long command is started as::
+
+    sh -c 'echo $$ >"$0" && exec "$@"' /tmp/supervisor-<op>/<name>.pid  ARGV…
+
+which records its pid and then *becomes* the command (the arguments are passed
+as positional parameters, never pasted into the script, so nothing in them is
+interpreted by the shell; secrets travel in the exec environment). On any
+failure the guard kills that pid. The directory also receives uploads and the
+InfluxDB backup, and is removed when the operation ends, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from supervisor.engine.models import ExecResult
+from supervisor.engine.protocol import Engine, OutputSink
+from supervisor.exceptions import SnapshotCorrupt, SupervisorError
+from supervisor.snapshots.const import CONTAINER_WORKDIR_PREFIX
+from supervisor.snapshots.models import FileEntry
+
+_LOGGER = logging.getLogger(__name__)
+_TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+_RECORD_PID = 'echo $$ >"$0" && exec "$@"'
+_FRESH_DIR = 'rm -rf "$0" && mkdir -m 700 "$0"'
+_KILL_PID = 'kill -KILL "$(cat "$0")" 2>/dev/null; rm -f "$0"'
+CLEANUP_TIMEOUT = 60.0
+
+
+class ContainerWorkdir:
+    """``/tmp/supervisor-<tag>`` in one container, for one operation (``async with``)."""
+
+    def __init__(self, engine: Engine, container_id: str, tag: str) -> None:
+        if not _TAG_RE.fullmatch(tag):
+            raise ValueError(f"unsafe work directory tag {tag!r}")
+        self.engine = engine
+        self.container_id = container_id
+        self.path = f"{CONTAINER_WORKDIR_PREFIX}{tag}"
+
+    async def __aenter__(self) -> ContainerWorkdir:
+        # A crashed earlier attempt may have left the directory: start clean (one exec).
+        await self.engine.exec(
+            self.container_id, ["sh", "-c", _FRESH_DIR, self.path], timeout=CLEANUP_TIMEOUT
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.shield(self._quietly(["rm", "-rf", self.path]))
+
+    def file(self, name: str) -> str:
+        if not _TAG_RE.fullmatch(name):
+            raise ValueError(f"unsafe file name {name!r}")
+        return f"{self.path}/{name}"
+
+    async def run(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        stdout: OutputSink | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> ExecResult:
+        """Run ``argv`` so that it is killed if this call does not complete normally."""
+        pidfile = self.file(f"{name}.pid")
+        wrapped = ["sh", "-c", _RECORD_PID, pidfile, *argv]
+        try:
+            return await self.engine.exec(
+                self.container_id, wrapped, stdout=stdout, timeout=timeout, env=env, check=check
+            )
+        except BaseException:
+            await asyncio.shield(self.kill(name))
+            raise
+
+    async def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+        """stdout of a short command (not guarded: for quick queries)."""
+        out = bytearray()
+
+        async def collect(chunk: bytes) -> None:
+            out.extend(chunk)
+
+        await self.engine.exec(
+            self.container_id, argv, stdout=collect, env=env, timeout=CLEANUP_TIMEOUT
+        )
+        return out.decode("utf-8", "replace")
+
+    async def upload(self, local: Path, entry: FileEntry, timeout: float | None) -> str:
+        """Copy a snapshot file in (owned by the exec user, mode 0600); its path in here.
+
+        The bytes are hashed as they are sent: a file that changed since it was verified
+        is refused here, before anything uses it.
+        """
+        uid, gid = (int(n) for n in (await self.output(["sh", "-c", "id -u; id -g"])).split())
+        sent = await self.engine.put_file(
+            self.container_id, local, self.path, name=entry.name, uid=uid, gid=gid,
+            mode=0o600, timeout=timeout,
+        )  # fmt: skip
+        if sent != entry.sha256:
+            raise SnapshotCorrupt(f"{local} changed on disk while being restored")
+        return self.file(entry.name)
+
+    async def kill(self, name: str) -> None:
+        """Kill the command started as ``name`` if it still runs (best effort, never raises)."""
+        await self._quietly(["sh", "-c", _KILL_PID, self.file(f"{name}.pid")])
+
+    async def _quietly(self, argv: list[str]) -> None:
+        with contextlib.suppress(SupervisorError, OSError, TimeoutError):
+            result = await self.engine.exec(
+                self.container_id, argv, timeout=CLEANUP_TIMEOUT, check=False
+            )
+            if result.exit_code != 0:
+                _LOGGER.debug(
+                    "cleanup %s in %s: %s", argv[0], self.container_id[:12], result.stderr
+                )

@@ -1,0 +1,224 @@
+"""S4: the sidecar process is killed with SIGKILL at every stage, restarted, and
+every case ends healthy on 1.1.0 or on 1.0.0 with its data intact.
+
+The sidecar runs for real here: ``supervisor serve`` as a subprocess, the
+update started over its HTTP API, the journal watched from outside, and
+``kill -9`` at the moment the journal shows the stage (its boundary: held
+open with the ``STACKSUP_FAULT_HOLD`` fault injection, since some stages take
+milliseconds) or a little later (in the middle of it). A restart recovers
+before it serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.compose import ComposeProject
+from tests.support.sidecar import app_version, stack_postgres
+from tests.support.testenv import ROOT
+
+StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
+TOKEN = "crash-matrix-admin-token-0123456789"
+ARTIFACT = ROOT / "test-artifacts" / "crash-matrix.md"
+ROWS = 20000
+
+# (stage the journal shows, seconds to wait after that before kill -9)
+CASES = [
+    ("preflight", 0.0),
+    ("pull", 0.0),
+    ("verify", 0.0),
+    ("rehearse", 0.0),
+    ("rehearse", 0.6),
+    ("stop", 0.0),
+    ("backup", 0.0),
+    ("backup", 0.3),
+    ("migrate", 0.0),
+    ("migrate", 0.6),
+    ("recreate", 0.0),
+    ("recreate", 0.8),
+    ("healthcheck", 0.0),
+    ("healthcheck", 4.0),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Sidecar:
+    """``supervisor serve`` as a real process."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "supervisor", "serve"], env=self.env, stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + 180  # recovery (a rollback) happens before serving
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                self.call("GET", "/healthz")
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("the sidecar did not come up: " + self.log.read_text()[-3000:])
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+
+@contextmanager
+def sidecar_process(env: dict[str, str], log: Path) -> Iterator[Sidecar]:
+    process = Sidecar(env, int(env["SUPERVISOR_LISTEN_PORT"]), log)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def sidecar_env(project: ComposeProject, proxy_url: str, workdir: Path) -> dict[str, str]:
+    for sub in ("state", "backups"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    (workdir / "admin_token").write_text(TOKEN + "\n")
+    return {
+        "PATH": os.environ["PATH"],
+        "SUPERVISOR_ENGINE_URL": proxy_url,
+        "SUPERVISOR_COMPOSE_PROJECT": project.name,
+        "SUPERVISOR_SERVICES": "app=app,python_backend=app,migrations=migrations,postgres=postgres,influxdb=influxdb",
+        "SUPERVISOR_START_ORDER": "python_backend,app",
+        "SUPERVISOR_STATE_DIR": str(workdir / "state"),
+        "SUPERVISOR_BACKUP_DIR": str(workdir / "backups"),
+        "SUPERVISOR_ADMIN_TOKEN_FILE": str(workdir / "admin_token"),
+        "SUPERVISOR_LISTEN_HOST": "127.0.0.1",
+        "SUPERVISOR_LISTEN_PORT": str(free_port()),
+        "SUPERVISOR_SIGNATURE_POLICY": "off",
+        "SUPERVISOR_STOP_TIMEOUT": "3",
+        "SUPERVISOR_HEALTH_TIMEOUT": "40",
+        "SUPERVISOR_STABILITY_WINDOW": "3",
+        "SUPERVISOR_MIN_FREE_BYTES_MARGIN": "0",
+        "SUPERVISOR_FIRST_CHECK_DELAY": "3600",
+        "SUPERVISOR_REHEARSE": "true",
+    }
+
+
+def journal_state(state_dir: Path) -> str | None:
+    try:
+        return str(json.loads((state_dir / "current-run.json").read_text())["state"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def data_matches_version(project: ComposeProject, version: str) -> str:
+    """What the database says, checked against what the running version needs."""
+    pg = stack_postgres(project)
+    migrations = pg.psql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations")
+    count = pg.psql("SELECT count(*) FROM items")
+    assert count == str(ROWS), f"rows lost: {count}"
+    if version == "1.1.0":
+        assert migrations == "001,002"
+        assert pg.psql("SELECT count(*) FROM items WHERE category = 'general'") == str(ROWS)
+    else:
+        assert migrations == "001"
+        assert (
+            pg.psql(
+                "SELECT count(*) FROM information_schema.columns"
+                " WHERE table_name = 'items' AND column_name = 'category'"
+            )
+            == "0"
+        )
+    return f"{count} rows, schema {migrations}"
+
+
+@pytest.mark.timeout(1800)
+def test_s4_kill_at_every_stage_ends_on_a_good_version(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    rows: list[str] = []
+    with compose_stack("1.0.0") as project:
+        stack_postgres(project).psql(
+            f"INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, {ROWS}) g"  # noqa: S608
+        )
+        env = sidecar_env(project, docker_proxy_url, tmp_path)
+        state_dir = Path(env["SUPERVISOR_STATE_DIR"])
+        with sidecar_process(env, tmp_path / "sidecar.log") as sidecar:
+            for stage, delay in CASES:
+                # Boundaries of stages that take milliseconds are held open for the kill.
+                sidecar.env["STACKSUP_FAULT_HOLD"] = f"{stage}:30" if delay == 0 else ""
+                sidecar.start()
+                current = app_version(project)
+                target, force = ("1.1.0", False) if current == "1.0.0" else ("1.0.0", True)
+                started = sidecar.call(
+                    "POST", "/admin/update/start", {"target_version": target, "force": force}
+                )
+                update_id = started["update_id"]
+                deadline = time.monotonic() + 120
+                seen = journal_state(state_dir)
+                while seen != stage and time.monotonic() < deadline:
+                    finished = seen in ("completed", "failed", "rolled_back", "cancelled")
+                    assert not finished, f"run ended in {seen} before reaching {stage}"
+                    time.sleep(0.02)
+                    seen = journal_state(state_dir)
+                assert seen == stage, f"never saw {stage} (last {seen})"
+                time.sleep(delay)
+                at_kill = journal_state(state_dir)
+                sidecar.kill()
+                sidecar.env["STACKSUP_FAULT_HOLD"] = ""
+                sidecar.start()  # recovers before it answers
+                record = sidecar.call("GET", f"/admin/update/status?update_id={update_id}")
+                assert record["state"] in ("completed", "failed", "rolled_back"), record
+                running = app_version(project)
+                expected = target if record["state"] == "completed" else current
+                assert running == expected, (stage, delay, record["state"], running)
+                data = data_matches_version(project, running)
+                rows.append(
+                    f"| {stage} | {'boundary' if delay == 0 else f'+{delay:g} s'} | {at_kill} "
+                    f"| {current} → {target} | {record['state']} | {running} | {data} |"
+                )
+                sidecar.kill()
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_text(
+        "| killed in | when | journal at kill | update | end state | running | database |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+    print(ARTIFACT.read_text())

@@ -1,0 +1,170 @@
+"""Contract tests: the exact commands the snapshot adapters run (argv, never a shell string),
+and the small parsers around them."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+
+from supervisor.exceptions import BackupFailed, InsufficientDiskSpace, SnapshotError
+from supervisor.snapshots import influx_commands as influx
+from supervisor.snapshots import pg_commands as pg
+from supervisor.snapshots.disk import DiskUsage, check_free_space
+from supervisor.snapshots.models import TableStats
+from supervisor.snapshots.postgres_restore import compare_stats
+from supervisor.snapshots.sink import write_error
+
+
+def test_postgres_commands() -> None:
+    assert pg.pg_dump("app", "appdb", "00000003-0000000A-1") == [
+        "pg_dump", "-Fc", "-U", "app", "-d", "dbname='appdb'", "--snapshot=00000003-0000000A-1",
+    ]  # fmt: skip
+    assert pg.pg_restore("app", "appdb__restore_0123abcd", "/tmp/supervisor-x/postgres.dump", 4) == [
+        "pg_restore", "-U", "app", "-d", "dbname='appdb__restore_0123abcd'", "--jobs=4",
+        "--exit-on-error", "/tmp/supervisor-x/postgres.dump",
+    ]  # fmt: skip
+    assert pg.pg_dumpall_globals("app", "appdb") == [
+        "pg_dumpall", "--globals-only", "-U", "app", "-l", "dbname='appdb'",
+    ]  # fmt: skip
+    assert pg.psql("app", "x", "SELECT 1", "SELECT 2") == [
+        "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "app", "-d", "dbname='x'",
+        "-c", "SELECT 1", "-c", "SELECT 2",
+    ]  # fmt: skip
+
+
+def test_names_are_quoted_not_interpreted() -> None:
+    assert pg.conninfo("host=evil dbname=x") == "dbname='host=evil dbname=x'"
+    assert pg.conninfo("it's\\") == "dbname='it\\'s\\\\'"
+    assert pg.quote_ident('we"ird') == '"we""ird"'
+    assert pg.drop_database('a"; DROP DATABASE b; --') == (
+        'DROP DATABASE IF EXISTS "a""; DROP DATABASE b; --" WITH (FORCE)'
+    )
+    assert pg.database_exists("o'neil").endswith("datname = 'o''neil'")
+    assert pg.maintenance_database("appdb") == "postgres"
+    assert pg.maintenance_database("postgres") == "template1"
+    with pytest.raises(ValueError, match="unexpected database setting"):
+        pg.database_setting("db", "work_mem; DROP=1")
+    assert (
+        pg.database_setting("db", "work_mem=64MB") == "ALTER DATABASE \"db\" SET work_mem TO '64MB'"
+    )
+
+
+def test_swap_renames_in_one_transaction() -> None:
+    commands = pg.swap_databases("appdb", "appdb__restore_1", "appdb__old_1", live_exists=True)
+    assert commands[0] == 'ALTER DATABASE "appdb" WITH ALLOW_CONNECTIONS false'
+    assert "pg_terminate_backend" in commands[1]
+    assert "'appdb'" in commands[1]
+    assert commands[2] == (
+        'ALTER DATABASE "appdb" RENAME TO "appdb__old_1"; '
+        'ALTER DATABASE "appdb__restore_1" RENAME TO "appdb"'
+    )
+    assert pg.swap_databases("a", "b", "c", live_exists=False) == [
+        'ALTER DATABASE "b" RENAME TO "a"'
+    ]
+
+
+def test_derived_names_fit_postgres_identifiers() -> None:
+    assert pg.derived_name("appdb", "__restore_0123abcd") == "appdb__restore_0123abcd"
+    long = pg.derived_name("d" * 63, "__old_0123abcd")
+    assert len(long) == 63
+    assert long.endswith("__old_0123abcd")
+    assert len(pg.derived_name("é" * 40, "__old_0123abcd").encode()) <= 63
+
+
+def test_holder_output_and_stats_parsing() -> None:
+    out = (
+        'snapshot=00000003-1\nstats={"public.t" : "3:-42", "a.\\"b\\"" : "0:0"}\nrevision=\nready\n'
+    )
+    tagged = pg.tagged_lines(out)
+    assert tagged["snapshot"] == "00000003-1"
+    assert tagged["revision"] == ""
+    assert pg.parse_table_stats(tagged["stats"]) == {
+        "public.t": TableStats(rows=3, checksum="-42"),
+        'a."b"': TableStats(rows=0, checksum="0"),
+    }
+    assert pg.hold_snapshot(60)[0] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    assert pg.hold_snapshot(60)[-1] == "SELECT pg_sleep(60)"
+
+
+def test_compare_stats_names_each_difference() -> None:
+    want = {"t": TableStats(rows=3, checksum="1"), "u": TableStats(rows=1, checksum="2")}
+    got = {"t": TableStats(rows=3, checksum="9"), "v": TableStats(rows=0, checksum="0")}
+    assert compare_stats(want, got) == [
+        "table u is missing", "unexpected table v", "t: same row count, different content",
+    ]  # fmt: skip
+    assert compare_stats(want, dict(want)) == []
+
+
+def test_missing_roles_are_taken_from_the_globals_dump() -> None:
+    dumped = "\n".join([
+        "CREATE ROLE app;",
+        "ALTER ROLE app WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';",
+        'CREATE ROLE "Report User";',
+        'ALTER ROLE "Report User" WITH NOSUPERUSER LOGIN;',
+        "GRANT app TO reader;",
+        "CREATE ROLE application;",
+    ])  # fmt: skip
+    assert pg.missing_roles_sql(dumped, ["Report User"]).splitlines() == [
+        'CREATE ROLE "Report User";', 'ALTER ROLE "Report User" WITH NOSUPERUSER LOGIN;',
+    ]  # fmt: skip
+    assert pg.missing_roles_sql(dumped, ["app"]).splitlines()[0] == "CREATE ROLE app;"
+    assert len(pg.missing_roles_sql(dumped, ["app"]).splitlines()) == 2
+
+
+def test_influx_v1_commands() -> None:
+    assert influx.v1_backup("/tmp/supervisor-x/backup") == [
+        "influxd", "backup", "-portable", "/tmp/supervisor-x/backup",
+    ]  # fmt: skip
+    assert influx.v1_restore("/d", "metrics") == [
+        "influxd", "restore", "-portable", "-db", "metrics", "/d",
+    ]  # fmt: skip
+    assert influx.v1_drop_database('we"ird') == ["influx", "-execute", 'DROP DATABASE "we\\"ird"']
+    assert influx.v1_show_databases() == ["influx", "-format", "json", "-execute", "SHOW DATABASES"]
+    assert influx.v1_env("admin", "pw") == {"INFLUX_USERNAME": "admin", "INFLUX_PASSWORD": "pw"}
+    assert influx.v1_env(None, "pw") == {}
+    assert influx.tar_out("/d") == ["tar", "-C", "/d", "-cf", "-", "."]
+    assert influx.tar_in("/d", "/a.tar") == ["tar", "-C", "/d", "-xf", "/a.tar"]
+    shown = {"results": [{"series": [{"values": [["_internal"], ["metrics"], ["x y"]]}]}]}
+    assert influx.parse_databases(json.dumps(shown)) == ["metrics", "x y"]
+    assert influx.parse_databases('{"results": [{}]}') == []
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("InfluxDB v1.6.7~rc0 (git: unknown unknown)\n", (1, "1.6.7~rc0")),
+        ("InfluxDB v1.8.10 (git: 1.8 688e697c51)", (1, "1.8.10")),
+        ("InfluxDB v2.7.6 (git: 3c58c06206) build_date: 2024-04-12T21:51:21Z", (2, "2.7.6")),
+        ("InfluxDB 3.0.1, revision abc", (3, "3.0.1,")),
+    ],
+)
+def test_influx_version_detection(output: str, expected: tuple[int, str]) -> None:
+    assert influx.parse_version(output) == expected
+
+
+def test_influx_version_garbage() -> None:
+    with pytest.raises(SnapshotError, match="cannot tell"):
+        influx.parse_version("command not found")
+
+
+def test_disk_preflight_message_has_the_numbers() -> None:
+    usage = lambda _: DiskUsage(total=10_000_000, used=9_000_000, free=1_000_000)  # noqa: E731
+    assert check_free_space(Path("/b"), 400_000, 500_000, usage) == 1_000_000
+    with pytest.raises(InsufficientDiskSpace) as err:
+        check_free_space(Path("/b"), 600_000, 500_000, usage)
+    assert "(600000 bytes) is needed" in err.value.message
+    assert "(500000 bytes), but only 976.6 KiB (1000000 bytes) is free" in err.value.message
+    assert err.value.status == 507
+    assert err.value.details["free_bytes"] == 1_000_000
+
+
+def test_write_errors_are_snapshot_errors_not_oserror() -> None:
+    full = write_error(Path("/backups/x/postgres.dump"), OSError(errno.ENOSPC, "No space"), 42)
+    assert isinstance(full, InsufficientDiskSpace)
+    assert "42 bytes written" in full.message
+    other = write_error(Path("/b/f"), OSError(errno.EIO, "I/O error"), 0)
+    assert isinstance(other, BackupFailed)
+    assert "I/O error" in other.message
