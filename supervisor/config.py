@@ -232,6 +232,7 @@ _TEXT_FORMS: dict[str, Callable[[str], Any]] = {
     "registry_mirrors": split_map,
     "start_order": split_list,
     "insecure_registries": split_list,
+    "config_paths": split_list,
     "health_probes": parse_json,
     "version_probe": parse_json,
     "maintenance_window": MaintenanceWindow.parse,
@@ -261,6 +262,11 @@ class Settings(BaseSettings):
 
     # --- storage -------------------------------------------------------------------------
     backup_dir: Path = Field(Path("/backups"), description="a directory path")
+    # Files or directories archived into every snapshot (e.g. the app's config volume,
+    # mounted read-only into the sidecar).
+    config_paths: list[Path] = Field(
+        default_factory=list, description="absolute paths, comma-separated"
+    )
     state_dir: Path = Field(Path("/state"), description="a directory path")
     freeze_file: Path = Field(Path("/state/FREEZE"), description="a file path")  # <state_dir>
     retention_keep: int = Field(5, ge=1, description="a number of snapshots >= 1")

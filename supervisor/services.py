@@ -124,7 +124,7 @@ def build_runtime(settings: Settings) -> Runtime:
     snapshots = SnapshotService(
         engine,
         store,
-        SnapshotOptions.from_settings(settings),
+        SnapshotOptions.from_settings(settings, settings.config_paths),
         compose_locator(engine, settings.compose_project, settings.services),
     )
     deps = RunDeps(

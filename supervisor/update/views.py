@@ -46,6 +46,11 @@ async def version_info(manager: UpdateManager, stack: StackView) -> dict[str, An
         for name, target in stack.services.items()
     }
     latest = manager.latest
+    try:
+        last = manager.status()
+        verdicts = [v.model_dump(mode="json") for v in last.verdicts]
+    except SupervisorError:
+        verdicts = []
     return {
         "version": stack.version,
         "current": current,
@@ -53,6 +58,7 @@ async def version_info(manager: UpdateManager, stack: StackView) -> dict[str, An
         "update_available": bool(latest and latest.get("update_available")),
         "update_running": manager.current_update_id,
         "last_result": last_result(manager),
+        "signatures": verdicts,  # the verdicts of the last run's target digests
     }
 
 
