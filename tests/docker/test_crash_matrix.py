@@ -12,27 +12,19 @@ before it serves.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.compose import ComposeProject
 from tests.support.sidecar import app_version, stack_postgres
+from tests.support.sidecar_process import sidecar_env, sidecar_process
 from tests.support.testenv import ROOT
 
 StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
-TOKEN = "crash-matrix-admin-token-0123456789"
 ARTIFACT = ROOT / "test-artifacts" / "crash-matrix.md"
 ROWS = 20000
 
@@ -53,93 +45,6 @@ CASES = [
     ("healthcheck", 0.0),
     ("healthcheck", 4.0),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Sidecar:
-    """``supervisor serve`` as a real process."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "supervisor", "serve"], env=self.env, stdout=out, stderr=out
-            )
-        deadline = time.monotonic() + 180  # recovery (a rollback) happens before serving
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                self.call("GET", "/healthz")
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError("the sidecar did not come up: " + self.log.read_text()[-3000:])
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-
-@contextmanager
-def sidecar_process(env: dict[str, str], log: Path) -> Iterator[Sidecar]:
-    process = Sidecar(env, int(env["SUPERVISOR_LISTEN_PORT"]), log)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-def sidecar_env(project: ComposeProject, proxy_url: str, workdir: Path) -> dict[str, str]:
-    for sub in ("state", "backups"):
-        (workdir / sub).mkdir(parents=True, exist_ok=True)
-    (workdir / "admin_token").write_text(TOKEN + "\n")
-    return {
-        "PATH": os.environ["PATH"],
-        "SUPERVISOR_ENGINE_URL": proxy_url,
-        "SUPERVISOR_COMPOSE_PROJECT": project.name,
-        "SUPERVISOR_SERVICES": "app=app,python_backend=app,migrations=migrations,postgres=postgres,influxdb=influxdb",
-        "SUPERVISOR_START_ORDER": "python_backend,app",
-        "SUPERVISOR_STATE_DIR": str(workdir / "state"),
-        "SUPERVISOR_BACKUP_DIR": str(workdir / "backups"),
-        "SUPERVISOR_ADMIN_TOKEN_FILE": str(workdir / "admin_token"),
-        "SUPERVISOR_LISTEN_HOST": "127.0.0.1",
-        "SUPERVISOR_LISTEN_PORT": str(free_port()),
-        "SUPERVISOR_SIGNATURE_POLICY": "off",
-        "SUPERVISOR_STOP_TIMEOUT": "3",
-        "SUPERVISOR_HEALTH_TIMEOUT": "40",
-        "SUPERVISOR_STABILITY_WINDOW": "3",
-        "SUPERVISOR_MIN_FREE_BYTES_MARGIN": "0",
-        "SUPERVISOR_FIRST_CHECK_DELAY": "3600",
-        "SUPERVISOR_REHEARSE": "true",
-    }
 
 
 def journal_state(state_dir: Path) -> str | None:
