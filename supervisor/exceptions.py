@@ -18,6 +18,9 @@
     │   │   └── UpdateNotFound           404 update_not_found
     │   ├── UpdateRunning                409 update_running
     │   ├── NotCancellable               409 not_cancellable
+    │   ├── UnsupportedMediaType         415 unsupported_media_type
+    │   ├── RestoreDisabled              403 restore_disabled
+    │   ├── JobRunning                   409 job_running
     │   └── PayloadTooLarge              413 payload_too_large
     ├── EngineError                      the Docker engine (through the proxy)
     │   ├── EngineUnreachable            503
@@ -154,6 +157,24 @@ class UpdateRunning(APIError):
 class NotCancellable(APIError):
     status = 409
     error_key = "not_cancellable"
+
+
+class UnsupportedMediaType(APIError):
+    status = 415
+    error_key = "unsupported_media_type"
+
+
+class RestoreDisabled(Forbidden):
+    """Restoring over HTTP is off (``SUPERVISOR_RESTORE_OVER_HTTP``): an operator decision."""
+
+    error_key = "restore_disabled"
+
+
+class JobRunning(APIError):
+    """A snapshot or restore job is already running."""
+
+    status = 409
+    error_key = "job_running"
 
 
 class PayloadTooLarge(APIError):

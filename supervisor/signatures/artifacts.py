@@ -18,7 +18,6 @@ hints, and only the verifiers decide.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,7 @@ from supervisor.registry.protocol import (
     RegistryClient,
 )
 from supervisor.signatures.models import Outcome, Refusal
-from supervisor.signatures.payloads import COSIGN_PREDICATE
+from supervisor.signatures.payloads import COSIGN_PREDICATE, json_object
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 BUNDLE_ARTIFACT_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -71,16 +70,6 @@ def signature_tag(digest: str, suffix: str = "") -> str:
     return digest.replace(":", "-", 1) + suffix
 
 
-def _document(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        document = json.loads(raw)
-    except ValueError as err:
-        raise Refusal(Outcome.MALFORMED, f"{where} is not JSON") from err
-    if not isinstance(document, dict):
-        raise Refusal(Outcome.MALFORMED, f"{where} is not a JSON object")
-    return document
-
-
 def _registry_problem(err: RegistryError, what: str) -> Refusal:
     return Refusal(Outcome.REGISTRY_ERROR, f"registry error while fetching {what}: {err}")
 
@@ -107,7 +96,7 @@ async def fetch_classic(registry: RegistryClient, target: ImageReference) -> Fou
         found.problems.append(_registry_problem(err, f"the signature tag {tag}"))
         return found
     try:
-        layers = _document(manifest.raw, f"signature manifest {tag}").get("layers")
+        layers = json_object(manifest.raw, f"signature manifest {tag}").get("layers")
         if not isinstance(layers, list):
             raise Refusal(Outcome.MALFORMED, f"signature manifest {tag} has no layers")
     except Refusal as refusal:
@@ -145,7 +134,7 @@ async def _bundle_descriptors(
         index = await registry.get_manifest(target, tag, accept=(MEDIA_OCI_INDEX,))
     except ManifestNotFound:
         return []
-    manifests = _document(index.raw, f"referrers index {tag}").get("manifests")
+    manifests = json_object(index.raw, f"referrers index {tag}").get("manifests")
     if not isinstance(manifests, list):
         raise Refusal(Outcome.MALFORMED, f"referrers index {tag} lists no manifests")
     return [m for m in manifests if isinstance(m, dict)]
@@ -176,7 +165,7 @@ async def fetch_bundles(registry: RegistryClient, target: ImageReference) -> Fou
         where = f"referrer {digest}"
         try:
             manifest = await registry.get_manifest(target, digest, accept=(MEDIA_OCI_MANIFEST,))
-            document = _document(manifest.raw, where)
+            document = json_object(manifest.raw, where)
             if document.get("artifactType", BUNDLE_ARTIFACT_TYPE) != BUNDLE_ARTIFACT_TYPE:
                 continue  # another kind of referrer listed without its artifactType
             layers = [

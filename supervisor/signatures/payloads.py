@@ -32,7 +32,8 @@ STATEMENT_TYPES = frozenset(
 COSIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 
 
-def _json_object(payload: bytes, what: str) -> dict[str, Any]:
+def json_object(payload: bytes, what: str) -> dict[str, Any]:
+    """Parse signed or fetched bytes that must hold a JSON object, or refuse them."""
     try:
         document = json.loads(payload)
     except ValueError as err:
@@ -60,7 +61,7 @@ def same_repository(signed_name: str, target: ImageReference) -> bool:
 
 def check_simple_signing(payload: bytes, target: ImageReference, strict: bool) -> None:
     """Refuse unless the classic payload signs ``target.digest`` (and, strict, its repository)."""
-    document = _json_object(payload, "simple-signing payload")
+    document = json_object(payload, "simple-signing payload")
     if _field(document, "critical", "type") != SIMPLE_SIGNING_TYPE:
         raise Refusal(Outcome.MALFORMED, "payload is not a cosign container image signature")
     signed = _field(document, "critical", "image", "docker-manifest-digest")
@@ -87,7 +88,7 @@ def check_statement(
     """Refuse unless the DSSE payload is cosign's statement with ``target.digest`` as subject."""
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise Refusal(Outcome.MALFORMED, f"DSSE payload type {payload_type!r} is not in-toto")
-    document = _json_object(payload, "in-toto statement")
+    document = json_object(payload, "in-toto statement")
     if document.get("_type") not in STATEMENT_TYPES:
         raise Refusal(Outcome.MALFORMED, "DSSE payload is not an in-toto statement")
     predicate = document.get("predicateType")
