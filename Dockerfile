@@ -14,7 +14,7 @@ FROM ${BASE} AS build
 ARG WHEELS=wheelhouse
 RUN if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
         apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
-        && rm -rf /var/lib/apt/lists/*; \
+        && apt-get clean && rm -rf /var/lib/apt/lists/*; \
     fi
 COPY ${WHEELS}/ /wheels/
 COPY pyproject.toml README.md /src/
@@ -33,7 +33,7 @@ ARG VERSION=0.1.0
 ARG REVISION=unknown
 RUN if ! command -v python3 >/dev/null; then \
         apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
-        && rm -rf /var/lib/apt/lists/*; \
+        && apt-get clean && rm -rf /var/lib/apt/lists/*; \
     fi \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin supervisor \
  && mkdir -p /backups /state && chown supervisor /backups /state

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-unit lint demo env images down format
+.PHONY: test test-unit lint demo stack-up stack-down env images down format
 
 test: lint       ## quality gates, then everything against the real engine/registry/databases
 	scripts/testenv test
@@ -29,6 +29,11 @@ env:             ## engine + registry up, images built (left running)
 down:
 	scripts/testenv down
 
-demo:            ## the main job (lands with the demo issue)
-	@echo "make demo: not yet — the end-to-end demo lands with the 'Ship it' issue (#9)."
-	@echo "Until then: 'make test' exercises the real engine, registry and databases."
+demo:            ## the main job: demo stack, update 1.0.0 -> 1.1.0, failed 1.3.0 rolled back
+	scripts/demo
+
+stack-up:        ## the demo stack left running (sidecar API on 127.0.0.1:8080); prints the token files
+	scripts/demo up
+
+stack-down:      ## remove the demo stack, its volumes and its files
+	scripts/demo down

@@ -325,7 +325,8 @@ class Settings(BaseSettings):
         default_factory=list, description="registry hosts, host:port,host"
     )
     # Registry credentials in Docker's format; used only if the file exists.
-    docker_config: Path = Field(Path("/root/.docker/config.json"), description="a path")
+    # Docker's config.json with registry credentials; unset means anonymous pulls.
+    docker_config: Path | None = Field(None, description="a path to a Docker config.json")
     registry_username: Name = None
     registry_password: Secret = None
 

@@ -88,7 +88,11 @@ class Runtime:
 
 
 def registry_credentials(settings: Settings) -> CredentialStore:
-    store = CredentialStore.from_docker_config(settings.docker_config)
+    store = (
+        CredentialStore.from_docker_config(settings.docker_config)
+        if settings.docker_config is not None
+        else CredentialStore()
+    )
     username, password = settings.registry_username, settings.registry_password
     if username and password:
         for host in _managed_registry_hosts(settings):

@@ -77,18 +77,31 @@ async def plan(ctx: CliContext) -> int:
         ctx.emit_json(answer)
         return ExitCode.OK
     ctx.out.print(
-        f"plan: {answer.get('from_version', '?')} → {answer.get('target_version', '?')}",
+        f"plan: {answer.get('current_version') or '?'} → {answer.get('target_version', '?')}"
+        f" (from {answer.get('source', '?')})",
         markup=False,
     )
-    services = answer.get("services")
-    if isinstance(services, list) and services and all(isinstance(s, dict) for s in services):
-        columns = list(dict.fromkeys(key for s in services for key in s))
-        table = Table(*columns)
-        for item in services:
-            table.add_row(*(_cell(item.get(column)) for column in columns))
+    services = answer.get("services") or {}
+    if isinstance(services, dict) and services:
+        table = Table("service", "current", "target", "changes", "signature")
+        for name, item in services.items():
+            signature = item.get("signature") or {}
+            table.add_row(
+                name,
+                _cell(item.get("current_digest") or item.get("current_image")),
+                _cell(item.get("target_digest")),
+                "yes" if item.get("changes") else "no",
+                f"{signature.get('policy', '?')}: {signature.get('reason', '?')}",
+            )
         ctx.out.print(table)
-    for reason in answer.get("blocked_by") or []:
-        ctx.out.print(f"[red]blocked[/red]: {reason}")
+    ctx.out.print(
+        f"migrations: {'yes' if answer.get('migrations') else 'no'}, rehearsal: "
+        f"{'yes' if answer.get('rehearsal') else 'no'}, estimated backup: "
+        f"{_cell(answer.get('estimated_backup_bytes'))} bytes",
+        markup=False,
+    )
+    for blocker in answer.get("blockers") or []:
+        ctx.out.print(f"[red]blocked[/red] ({blocker.get('error_key')}): {blocker.get('message')}")
     return ExitCode.OK
 
 

@@ -26,7 +26,7 @@ async def update(ctx: CliContext) -> int:
         if not ctx.args.yes:
             plan = await client.plan(version, force)  # refusals (already current …) show here
             target = plan.get("target_version") or version or "the latest release"
-            question = f"Update from {plan.get('from_version', '?')} to {target}?"
+            question = f"Update from {plan.get('current_version') or '?'} to {target}?"
             if not await ctx.confirm(question):
                 ctx.err.print("not updated")
                 return ExitCode.REFUSED

@@ -17,7 +17,6 @@ what is where; nothing is deleted.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
@@ -95,11 +94,12 @@ async def _start_old(run: UpdateRun) -> None:
 async def _wait_old_healthy(run: UpdateRun) -> None:
     ids = [cid for s in run.layout.app_order for cid in run.layout.containers.get(s, [])]
     window = min(run.settings.stability_window, 5.0)
-    async with asyncio.TaskGroup() as group:
-        for container_id in ids:
-            group.create_task(
-                run.deps.engine.wait_healthy(container_id, run.settings.health_timeout, window)
-            )
+    from supervisor.update.run import gather_first_error
+
+    await gather_first_error(
+        run.deps.engine.wait_healthy(container_id, run.settings.health_timeout, window)
+        for container_id in ids
+    )
     run.log("previous version healthy")
 
 

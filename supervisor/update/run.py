@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from supervisor.config import Settings
 from supervisor.const import RETAINED_SUFFIX, Role
@@ -300,9 +301,7 @@ class UpdateRun:
                 f"{record.service} healthy and stable for {self.settings.stability_window:g} s"
             )
 
-        async with asyncio.TaskGroup() as group:
-            for record in self.record.retained:
-                group.create_task(gate(record))
+        await gather_first_error(gate(record) for record in self.record.retained)
         for probe in self.settings.health_probes:
             await self.deps.prober.check(probe.url, probe.expect_status, probe.timeout)
             self.log(f"probe {probe.url} answered {probe.expect_status}")
@@ -380,6 +379,23 @@ async def _fault_hold(stage: Stage) -> None:
         if name == stage.value:
             _LOGGER.warning("fault injection: holding %s for %s s", stage, seconds)
             await asyncio.sleep(float(seconds or 5))
+
+
+async def gather_first_error(coroutines: Iterable[Coroutine[Any, Any, Any]]) -> None:
+    """Run concurrently; on failure cancel the rest and raise the first real error.
+
+    A TaskGroup would raise an ExceptionGroup, whose message ("unhandled errors
+    in a TaskGroup") hides the health failure an operator needs to read.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except BaseExceptionGroup as group_error:
+        first = group_error.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 def to_record(retained: RetainedContainer) -> RetainedRecord:

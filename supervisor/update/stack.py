@@ -74,6 +74,7 @@ async def inspect_stack(engine: Engine, settings: Settings, state: StateStore) -
             f"{', '.join(missing)} (found: {', '.join(sorted(discovered)) or 'no containers'})"
         )
     moving = settings.services_with_role(*MOVING_ROLES)
+    last_good = await asyncio.to_thread(state.read_last_good)
     targets: dict[str, ServiceTarget] = {}
     repositories: dict[str, ImageReference] = {}
     for name in moving:
@@ -81,12 +82,17 @@ async def inspect_stack(engine: Engine, settings: Settings, state: StateStore) -
         reference = ImageReference.parse(service.image or "")
         repositories[name] = ImageReference(reference.registry, reference.repository)
         digest = service.repo_digest
+        current_digest = f"{repositories[name].name}@{digest}" if digest else None
+        if settings.services[name] is Role.MIGRATIONS and last_good and name in last_good.images:
+            # The migrations container only ever runs as a one-shot from the target
+            # image; its own container keeps the image Compose created it with.
+            current_digest = last_good.images[name]
         targets[name] = ServiceTarget(
             service=name,
             role=settings.services[name],
             container_ids=[c.id for c in service.containers],
             current_image=service.image,
-            current_digest=f"{repositories[name].name}@{digest}" if digest else None,
+            current_digest=current_digest,
         )
     version = await _current_version(engine, state, discovered, targets, settings.app_services)
     for target in targets.values():

@@ -204,20 +204,28 @@ class FakeUpdateService:
 
     async def plan(self, target_version: str | None = None, force: bool = False) -> dict[str, Any]:
         target = self._check_target(target_version, None, force)
+        # The same shape as supervisor.update.views.plan.
         return {
-            "from_version": self.current_version,
+            "current_version": self.current_version,
             "target_version": target,
-            "services": [
-                {
-                    "service": name,
-                    "current_tag": self.current_version,
-                    "target_tag": target,
+            "source": "tags",
+            "services": {
+                name: {
+                    "current_image": f"{name}:{self.current_version}",
+                    "current_digest": digest(f"{name}:{self.current_version}"),
+                    "current_version": self.current_version,
+                    "target_image": f"{name}:{target}",
                     "target_digest": digest(f"{name}:{target}"),
-                    "migration": name == "python_backend",
+                    "changes": target != self.current_version,
+                    "signature": {"policy": "off", "verified": False, "reason": "policy off"},
                 }
                 for name in SERVICES
-            ],
-            "blocked_by": [],
+            },
+            "migrations": True,
+            "rehearsal": False,
+            "estimated_backup_bytes": 1_000_000,
+            "blockers": [],
+            "would_run": True,
         }
 
     def history(self, limit: int = 50) -> list[RunRecord]:

@@ -105,5 +105,3 @@ def sidecar_env(project: ComposeProject, proxy_url: str, workdir: Path) -> dict[
         "SUPERVISOR_FIRST_CHECK_DELAY": "3600",
         "SUPERVISOR_REHEARSE": "true",
     }
-
-

@@ -96,7 +96,7 @@ def test_minimal_config_loads_with_documented_defaults() -> None:
     assert settings.health_probes == []
     assert settings.version_probe is None
     assert settings.registry_mirrors == {}
-    assert settings.docker_config == Path("/root/.docker/config.json")
+    assert settings.docker_config is None  # anonymous pulls unless a config.json is given
     assert settings.postgres_password is None
     assert settings.influxdb_version is InfluxVersion.AUTO
     assert settings.channel is Channel.STABLE

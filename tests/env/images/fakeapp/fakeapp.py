@@ -8,17 +8,53 @@ Each version behaves in a way the supervisor's tests need:
 * 1.4.0 is healthy at first and crashes after CRASH_AFTER seconds.
 
 Commands: ``serve`` (HTTP on $PORT), ``migrate`` (one-shot), ``healthcheck``.
+
+It is also the reference integration of the update sidecar (docs/integration.md),
+in one of two roles chosen by the environment, on top of the behaviour above:
+
+* backend (``SUPERVISOR_URL`` set, ``SUPERVISOR_TOKEN_FILE`` naming the admin token
+  file): forwards ``/admin/update/*`` and ``/admin/version`` to the sidecar unchanged
+  (method, path, query, body, status, SSE streamed as it comes) with the token added
+  server-side, and serves ``/`` with the update badge from the sidecar's
+  ``/admin/badge.json`` (plus ``/badge.json`` and ``/badge.svg``);
+* web front (``BACKEND_URL`` set): forwards everything but ``/health`` and
+  ``/version`` to the backend, as a browser-facing app would.
+
+``/items`` (GET: row count; POST: add a row) lets a demo write data through the app.
 """
 
+import html
+import http.client
 import json
 import os
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "0.0.0")
+SIDECAR_URL = os.environ.get("SUPERVISOR_URL", "").rstrip("/")
+SIDECAR_TOKEN_FILE = os.environ.get("SUPERVISOR_TOKEN_FILE", "")
+BACKEND_URL = os.environ.get("BACKEND_URL", "").rstrip("/")
+# Response headers worth passing back from the sidecar (hop-by-hop ones never are).
+FORWARDED_HEADERS = (
+    "Content-Type",
+    "Cache-Control",
+    "Location",
+    "Allow",
+    "Retry-After",
+    "X-Accel-Buffering",
+)
+# The sidecar's badge colour names as CSS colours (the same as its badge.svg).
+BADGE_COLOURS = {
+    "green": "#4c1",
+    "orange": "#fe7d37",
+    "red": "#e05d44",
+    "blue": "#007ec6",
+    "grey": "#9f9f9f",
+}
 
 MIGRATIONS = {
     "001": [
@@ -109,6 +145,81 @@ def database_ready():
         conn.close()
 
 
+def sidecar_token():
+    """The admin token, read per request so a rotated secret file is picked up."""
+    with open(SIDECAR_TOKEN_FILE, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+def upstream(base, method, path, body=None, headers=None, timeout=30):
+    """One request to ``base`` (the sidecar or the backend); the open response."""
+    parts = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    conn.request(method, path, body=body, headers=headers or {})
+    return conn.getresponse()
+
+
+def fetch_badge():
+    """The sidecar's badge.json, or a grey 'unavailable' one: the page never fails on it."""
+    try:
+        reply = upstream(
+            SIDECAR_URL,
+            "GET",
+            "/admin/badge.json",
+            headers={"Authorization": f"Bearer {sidecar_token()}"},
+            timeout=5,
+        )
+        data = json.loads(reply.read())
+        if reply.status == 200:
+            return data
+        detail = data.get("error_key", reply.status)
+    except (OSError, ValueError) as err:
+        detail = type(err).__name__
+    return {
+        "state": "unavailable",
+        "message": f"sidecar unavailable ({detail})",
+        "color": "grey",
+        "version": None,
+        "time": None,
+        "label": "update",
+    }
+
+
+def e(value):
+    """Escaped for HTML; a dash for a missing value."""
+    return html.escape(str(value if value is not None else "-"))
+
+
+def render_page(badge):
+    colour = BADGE_COLOURS.get(badge.get("color"), BADGE_COLOURS["grey"])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fake app {e(VERSION)}</title>
+<style>
+ body {{ font-family: "DejaVu Sans", Verdana, sans-serif; margin: 2em; color: #222; }}
+ .badge {{ display: inline-flex; font-size: 18px; border-radius: 4px; overflow: hidden; }}
+ .badge span {{ padding: 6px 12px; color: #fff; }}
+ .badge-label {{ background: #555; }}
+ dt {{ font-weight: bold; margin-top: .5em; }}
+</style></head>
+<body>
+<h1>fake app {e(VERSION)}</h1>
+<p>Update status from the supervisor sidecar (through this backend; the browser holds no
+sidecar token):</p>
+<div id="update-badge" class="badge" data-state="{e(badge.get("state"))}">
+ <span class="badge-label">{e(badge.get("label") or "update")}</span><span
+  class="badge-message" id="badge-message" style="background: {colour}">{e(badge.get("message"))}</span>
+</div>
+<dl>
+ <dt>Running version</dt><dd id="running-version">{e(VERSION)}</dd>
+ <dt>Last update</dt><dd id="last-state">{e(badge.get("state"))}</dd>
+ <dt>Its target version</dt><dd id="last-version">{e(badge.get("version"))}</dd>
+ <dt>Finished (UTC)</dt><dd id="last-time">{e(badge.get("time"))}</dd>
+</dl>
+<p><img id="badge-svg" src="/badge.svg" alt="update badge"></p>
+</body></html>
+"""
+
+
 class Handler(BaseHTTPRequestHandler):
     def _send(self, status, body, content_type="application/json"):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -118,8 +229,99 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _forward(self, base, path, token=None):
+        """Pass the request to ``base`` unchanged and stream the answer back.
+
+        The caller's Authorization header is never passed on: towards the sidecar the
+        backend's own token is used. SSE (text/event-stream) is copied as it arrives.
+        """
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {
+            k: v
+            for k in ("Content-Type", "Accept", "Last-Event-ID")
+            if (v := self.headers.get(k)) is not None
+        }
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            reply = upstream(base, self.command, path, body, headers, timeout=60)
+        except OSError as err:
+            self._send(502, {"error_key": "upstream_unreachable", "message": str(err)})
+            return
+        self.send_response(reply.status)
+        for name in FORWARDED_HEADERS:
+            if (value := reply.getheader(name)) is not None:
+                self.send_header(name, value)
+        if (reply.getheader("Content-Type") or "").startswith("text/event-stream"):
+            self.end_headers()  # HTTP/1.0: the end of the stream closes the connection
+            while chunk := reply.read1(65536):
+                self.wfile.write(chunk)
+                self.wfile.flush()
+            return
+        data = reply.read()
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _integration(self):
+        """Routes of the reference integration; True when this request was one of them."""
+        path = urllib.parse.urlsplit(self.path).path
+        if BACKEND_URL and path not in ("/health", "/version"):
+            self._forward(BACKEND_URL, self.path)
+            return True
+        if not SIDECAR_URL:
+            return False
+        if path == "/" and self.command == "GET":
+            self._send(200, render_page(fetch_badge()).encode(), "text/html; charset=utf-8")
+            return True
+        forwarded = path.startswith("/admin/update/") or path == "/admin/version"
+        badge = path in ("/badge.json", "/badge.svg") and self.command == "GET"
+        if forwarded or badge:
+            try:
+                token = sidecar_token()
+            except OSError as err:
+                self._send(500, {"error_key": "token_unreadable", "message": str(err)})
+                return True
+            self._forward(SIDECAR_URL, self.path if forwarded else "/admin" + path, token)
+            return True
+        if path.startswith("/admin/"):
+            self._send(404, {"error_key": "not_found", "message": "not forwarded"})
+            return True
+        return False
+
+    def _items(self):
+        conn = connect()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                if self.command == "POST":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    data = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                    cur.execute(
+                        "INSERT INTO items (name) VALUES (%s)",
+                        (str(data.get("name") or f"added by {VERSION}"),),
+                    )
+                cur.execute("SELECT count(*) FROM items")
+                count = cur.fetchone()[0]
+        finally:
+            conn.close()
+        self._send(201 if self.command == "POST" else 200, {"count": count, "version": VERSION})
+
+    def do_POST(self):
+        if self._integration():
+            return
+        if self.path == "/items":
+            self._items()
+        else:
+            self._send(404, {"error": "not found"})
+
     def do_GET(self):
-        if self.path == "/version":
+        if self._integration():
+            return
+        if self.path == "/items":
+            self._items()
+        elif self.path == "/version":
             self._send(200, {"version": VERSION})
         elif self.path == "/health":
             if BEHAVIOUR["health"] == "never":
