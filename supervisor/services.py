@@ -25,10 +25,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from supervisor.config import Settings
-from supervisor.const import Role
 from supervisor.engine.docker_engine import DockerEngine
 from supervisor.http_probe import HttpProber, ManifestSource
-from supervisor.reference import ImageReference
 from supervisor.registry.client import DistributionClient
 from supervisor.registry.credentials import CredentialStore
 from supervisor.signatures.verifier import SignaturePolicyVerifier
@@ -146,6 +144,3 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     manager = UpdateManager(deps, registry, manifest)
     return Runtime(settings, engine, registry, session, verifier, snapshots, manager)
-
-
-__all__ = ["ImageReference", "Role", "Runtime", "build_runtime"]

@@ -85,8 +85,8 @@ def checked_update_id(value: str) -> str:
 
 def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     value = request.query.get(name)
-    if value is None or value == "":
-        return default
+    if value is None:
+        return default  # absent; an empty value is not a number and is refused below
     if value == "true":
         return True
     if value == "false":
@@ -96,8 +96,8 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     value = request.query.get(name)
-    if value is None or value == "":
-        return default
+    if value is None:
+        return default  # absent; an empty value is not a number and is refused below
     if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
         raise BadRequest(f"{name}: must be a whole number from {low} to {high}")
     return int(value)

@@ -26,7 +26,7 @@ async def complete_run(run: UpdateRun) -> None:
     await run.save()
     await write_pins(run.deps, record, target=True)
     await run.finish(Stage.COMPLETED)
-    await clean_up(run.deps, record, run.log)
+    await clean_up(run.deps, record)
     await run.save()
 
 
@@ -55,7 +55,7 @@ async def write_pins(deps: RunDeps, record: RunRecord, target: bool) -> None:
     await asyncio.to_thread(deps.state.write_last_good, last_good)
 
 
-async def clean_up(deps: RunDeps, record: RunRecord, log: object) -> None:
+async def clean_up(deps: RunDeps, record: RunRecord) -> None:
     from supervisor.update.run import from_record
 
     for retained in record.retained:

@@ -86,10 +86,10 @@ class UpdateManager:
     async def _stack(self) -> StackView:
         return await inspect_stack(self.deps.engine, self.settings, self.deps.state)
 
-    def _resolver(self, stack: StackView) -> ReleaseResolver:
+    def resolver(self, stack: StackView) -> ReleaseResolver:
         return ReleaseResolver(self._registry, stack.repositories, self._fetch_manifest)
 
-    def _blockers(self, stack: StackView, release: Release, force: bool) -> list[Exception]:
+    def blockers(self, stack: StackView, release: Release, force: bool) -> list[Exception]:
         problems: list[Exception] = []
         if self.settings.freeze_file.exists():
             problems.append(
@@ -121,8 +121,8 @@ class UpdateManager:
                 )
             stack = await self._stack()
             channel = request.channel or self.settings.channel.value
-            release = await self._resolver(stack).resolve(request.target_version, channel)
-            problems = self._blockers(stack, release, request.force)
+            release = await self.resolver(stack).resolve(request.target_version, channel)
+            problems = self.blockers(stack, release, request.force)
             if problems:
                 raise problems[0]
             record = stack.new_record(
@@ -130,7 +130,7 @@ class UpdateManager:
                 request=request,
                 release=release,
                 trigger=trigger,
-                rehearse=self._rehearsal_possible(stack),
+                rehearse=self.rehearsal_possible(stack),
             )
             await asyncio.to_thread(self.deps.state.write_current, record)
             active = _Active(record, EventLog())
@@ -144,7 +144,7 @@ class UpdateManager:
             )
             return record
 
-    def _rehearsal_possible(self, stack: StackView) -> bool:
+    def rehearsal_possible(self, stack: StackView) -> bool:
         return (
             self.settings.rehearse
             and self.settings.service_for(Role.POSTGRES) is not None
@@ -169,9 +169,9 @@ class UpdateManager:
         if update_id is None:
             if self._current is not None:
                 return self._runs[self._current].record
-            history = self.deps.state.history(limit=1)
             if self._runs:
                 return list(self._runs.values())[-1].record
+            history = self.deps.state.history(limit=1)
             if history:
                 return history[0]
             raise NoUpdate("no update has run yet")
@@ -218,7 +218,7 @@ class UpdateManager:
     async def check(self) -> dict[str, Any]:
         stack = await self._stack()
         channel = self.settings.channel.value
-        release = await self._resolver(stack).resolve(None, channel)
+        release = await self.resolver(stack).resolve(None, channel)
         self._latest = {
             "version": release.version,
             "channel": channel,

@@ -91,7 +91,7 @@ async def _finish_completion(run: UpdateRun) -> None:
         await run.finish(Stage.COMPLETED)
     else:
         await asyncio.to_thread(deps.state.append_history, record)
-    await clean_up(deps, record, run.log)
+    await clean_up(deps, record)
     await run.save()
 
 

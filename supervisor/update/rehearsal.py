@@ -36,7 +36,7 @@ async def rehearse_migrations(run: UpdateRun) -> None:
         await deps.snapshots.restore_postgres_into(snapshot.id, scratch)
         result = await deps.engine.run_one_shot(
             template,
-            run._migrations_image(),
+            run.migrations_image(),
             f"{record.update_id}-rehearsal",
             run.settings.migration_timeout,
             env={run.settings.rehearsal_database_env: scratch},

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,7 +242,7 @@ class UpdateRun:
         self.log(f"snapshot {snapshot.id} written")
 
     async def _migrate(self, template: str) -> None:
-        image = self._migrations_image()
+        image = self.migrations_image()
         self.log(f"running migrations from {image}")
         result = await self.deps.engine.run_one_shot(
             template, image, self.record.update_id, self.settings.migration_timeout
@@ -254,7 +254,7 @@ class UpdateRun:
                 f"migrations exited with code {result.exit_code}", exit_code=result.exit_code
             )
 
-    def _migrations_image(self) -> str:
+    def migrations_image(self) -> str:
         for target in self.record.services.values():
             if target.role is Role.MIGRATIONS and target.target_digest:
                 return target.target_digest
@@ -404,6 +404,3 @@ def to_record(retained: RetainedContainer) -> RetainedRecord:
 
 def from_record(record: RetainedRecord) -> RetainedContainer:
     return RetainedContainer(**record.model_dump())
-
-
-StageAction = Callable[[], Awaitable[None]]

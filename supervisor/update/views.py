@@ -67,10 +67,10 @@ async def plan(
 ) -> dict[str, Any]:
     deps = manager.deps
     channel = manager.settings.channel.value
-    release = await manager._resolver(stack).resolve(target_version, channel)
+    release = await manager.resolver(stack).resolve(target_version, channel)
     blockers = [
         {"error_key": getattr(p, "error_key", "blocked"), "message": str(p)}
-        for p in manager._blockers(stack, release, force)
+        for p in manager.blockers(stack, release, force)
     ]
     services: dict[str, Any] = {}
     for name, target in stack.services.items():
@@ -100,7 +100,7 @@ async def plan(
         "source": release.source,
         "services": services,
         "migrations": stack.layout.migrations_container is not None,
-        "rehearsal": manager._rehearsal_possible(stack),
+        "rehearsal": manager.rehearsal_possible(stack),
         "estimated_backup_bytes": estimate,
         "blockers": blockers,
         "would_run": not blockers,

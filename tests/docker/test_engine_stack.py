@@ -14,7 +14,7 @@ from supervisor.const import RUN_LABEL, Role
 from supervisor.engine.docker_engine import DockerEngine
 from supervisor.exceptions import HealthCheckFailed
 from tests.support.compose import ComposeProject
-from tests.support.dockercli import docker, exec_in, inspect
+from tests.support.dockercli import exec_in, inspect, pull_events_since
 from tests.support.testenv import StackTestEnv
 
 StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
@@ -92,14 +92,6 @@ def _compare_recreated(old: dict[str, Any], new: dict[str, Any], new_image: str)
             assert before == after, f"Config.{key} changed"
 
 
-def _pull_events_since(since: float) -> list[str]:
-    out = docker(
-        "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-        "--filter", "type=image", "--filter", "event=pull", "--format", "{{json .}}",
-    )  # fmt: skip
-    return out.splitlines()
-
-
 def _version_seen_by_alias(project: ComposeProject) -> str:
     """Ask ``http://app:8000/version`` from another container on the network."""
     out = exec_in(
@@ -136,7 +128,7 @@ async def test_recreate_is_faithful_and_restore_needs_no_pull(
         since = time.time()
         await engine.restore_retained(retained)
         await engine.wait_healthy(old_id, timeout=60)
-        assert _pull_events_since(since) == []
+        assert pull_events_since(since) == []
         restored = inspect("container", old_id)
         assert restored["Name"] == old["Name"]
         assert restored["HostConfig"] == old["HostConfig"]

@@ -10,12 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.dockercli import ENGINE_SOCKET, OWNER_LABEL, docker, wait_healthy
+from tests.support.dockercli import (
+    ENGINE_SOCKET,
+    OWNER_LABEL,
+    service_containers,
+    wait_healthy,
+)
 from tests.support.testenv import ROOT, StackTestEnv
 
 STACK_FILE = ROOT / "tests" / "env" / "compose" / "stack.yml"
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
 
 
 @dataclass
@@ -38,11 +41,7 @@ class ComposeProject:
         return proc.stdout
 
     def containers(self, service: str, all_states: bool = False) -> list[str]:
-        """Container ids of a service, found by labels (never by name)."""
-        args = ["ps", "-q", "--no-trunc"] + (["-a"] if all_states else [])
-        args += ["--filter", f"label={PROJECT_LABEL}={self.name}"]
-        args += ["--filter", f"label={SERVICE_LABEL}={service}"]
-        return docker(*args).split()
+        return service_containers(self.name, service, all_states)
 
     def container(self, service: str) -> str:
         ids = self.containers(service)

@@ -42,6 +42,7 @@ from tests.support.dockercli import (
     docker,
     inspect,
     owner_labels,
+    service_containers,
 )
 from tests.support.signer_registry import RegistryWriter
 from tests.support.testenv import ROOT, StackTestEnv
@@ -88,10 +89,7 @@ class DemoStack:
         return proc.stdout
 
     def containers(self, service: str, all_states: bool = False) -> list[str]:
-        args = ["ps", "-q", "--no-trunc"] + (["-a"] if all_states else [])
-        args += ["--filter", f"label=com.docker.compose.project={self.project}"]
-        args += ["--filter", f"label=com.docker.compose.service={service}"]
-        return docker(*args).split()
+        return service_containers(self.project, service, all_states)
 
     def container(self, service: str) -> str:
         ids = self.containers(service)

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 ENGINE_SOCKET = "unix:///var/run/docker.sock"
@@ -24,10 +25,21 @@ def owner_labels() -> dict[str, str]:
     return {OWNER_LABEL: str(os.getpid())}
 
 
-def docker(*args: str, check: bool = True, timeout: float = 300) -> str:
-    """Run ``docker -H <socket> ARGS`` and return stdout (stderr in the error)."""
+def docker(
+    *args: str,
+    check: bool = True,
+    timeout: float = 300,
+    stdin: str | None = None,
+    config_dir: Path | None = None,
+) -> str:
+    """Run ``docker -H <socket> ARGS`` and return stdout (stderr in the error).
+
+    ``config_dir`` gives the CLI its own ``--config`` (never the user's ~/.docker).
+    """
+    config = ["--config", str(config_dir)] if config_dir is not None else []
     proc = subprocess.run(
-        ["docker", "-H", ENGINE_SOCKET, *args],
+        ["docker", *config, "-H", ENGINE_SOCKET, *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -69,17 +81,24 @@ def wait_healthy(container: str, timeout: float = 90) -> None:
 
 def exec_in(container: str, *argv: str, stdin: str | None = None) -> str:
     """``docker exec`` an argv in a running container and return its stdout."""
-    proc = subprocess.run(
-        ["docker", "-H", ENGINE_SOCKET, "exec", "-i", container, *argv],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"exec {argv} in {container} failed: {proc.stderr}")
-    return proc.stdout
+    return docker("exec", "-i", container, *argv, stdin=stdin)
+
+
+def service_containers(project: str, service: str, all_states: bool = False) -> list[str]:
+    """Container ids of a Compose service, found by labels (never by name)."""
+    args = ["ps", "-q", "--no-trunc"] + (["-a"] if all_states else [])
+    args += ["--filter", f"label=com.docker.compose.project={project}"]
+    args += ["--filter", f"label=com.docker.compose.service={service}"]
+    return docker(*args).split()
+
+
+def pull_events_since(since: float) -> list[str]:
+    """References the engine pulled since ``since`` (a Unix time): proof of "no re-pull"."""
+    out = docker(
+        "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+        "--filter", "type=image", "--filter", "event=pull", "--format", "{{.Actor.ID}}",
+    )  # fmt: skip
+    return out.split()
 
 
 def remove_leftovers() -> list[str]:

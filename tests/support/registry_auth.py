@@ -85,17 +85,7 @@ def _wait_for_challenge(host: str, container_id: str, timeout: float = 20) -> No
 
 def docker_with_config(config_dir: Path, *args: str, stdin: str | None = None) -> str:
     """The Docker CLI with its own ``--config`` (never the user's ~/.docker)."""
-    proc = subprocess.run(
-        ["docker", "--config", str(config_dir), "-H", ENGINE_SOCKET, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
+    return docker(*args, stdin=stdin, config_dir=config_dir)
 
 
 def push_tiny_image(config_dir: Path, reference: str) -> str:

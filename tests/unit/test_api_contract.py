@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.support.fake_update_service import FakeUpdateService, auth, make_app
+from tests.support.fake_update_service import FakeUpdateService, auth
 
 pytestmark = pytest.mark.unit
 
@@ -22,16 +22,6 @@ START_BODY = """{
 }"""
 CANCEL_BODY = '{ "update_id": "%s" }'
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def fake() -> FakeUpdateService:
-    return FakeUpdateService(manual=True)
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, fake: FakeUpdateService) -> TestClient[Any, Any]:
-    return await aiohttp_client(make_app(fake))
 
 
 async def post(client: TestClient[Any, Any], path: str, body: str) -> Any:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from supervisor.api.keys import LIFECYCLE
 from supervisor.client import SSEParser
-from tests.support.fake_update_service import FakeUpdateService, auth, make_app
+from tests.support.fake_update_service import FakeUpdateService, auth
 
 pytestmark = pytest.mark.unit
 STREAM = "/admin/update/stream"
@@ -49,16 +49,6 @@ async def read_events(
 async def start(client: TestClient[Any, Any]) -> str:
     response = await client.post("/admin/update/start", json={}, headers=auth())
     return str((await response.json())["update_id"])
-
-
-@pytest.fixture
-def fake() -> FakeUpdateService:
-    return FakeUpdateService(manual=True)
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, fake: FakeUpdateService) -> TestClient[Any, Any]:
-    return await aiohttp_client(make_app(fake))
 
 
 async def test_finished_run_replays_everything_and_closes(
