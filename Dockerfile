@@ -36,7 +36,7 @@ RUN if ! command -v python3 >/dev/null; then \
         && apt-get clean && rm -rf /var/lib/apt/lists/*; \
     fi \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin supervisor \
- && mkdir -p /backups /state && chown supervisor /backups /state
+ && mkdir -p -m 0700 /backups /state && chown supervisor /backups /state
 COPY --from=build /opt/supervisor /opt/supervisor
 ENV PATH=/opt/supervisor/bin:$PATH \
     PYTHONUNBUFFERED=1 \

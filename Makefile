@@ -16,7 +16,7 @@ lint:            ## ruff (lint + format check) and mypy --strict
 	scripts/testenv install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy --strict supervisor
+	$(PY) -m mypy --strict supervisor tests/support
 
 format:
 	$(PY) -m ruff format .

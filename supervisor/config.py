@@ -346,17 +346,19 @@ class Settings(BaseSettings):
     auto_apply: AutoApply = Field(AutoApply.OFF, description="off, patch or minor")
     maintenance_window: MaintenanceWindow | None = Field(None, description="HH:MM-HH:MM (UTC)")
     check_interval: float = Field(21600.0, ge=60, description="a number of seconds >= 60")
-    first_check_delay: float = Field(300.0, ge=0, description="a number of seconds >= 0")
+    first_check_delay: float = Field(10.0, ge=0, description="a number of seconds >= 0")
     hard_pin: Annotated[str, AfterValidator(_version)] | None = Field(
         None, description="a version such as 1.4.2"
     )
     # Run the migrations against a scratch copy first, so a broken one fails before anything stops.
     rehearse: bool = Field(True, description="true or false")
-    # The env variable of the migrations container that names its database; the rehearsal
-    # sets it to the scratch copy.
-    rehearsal_database_env: Annotated[
-        str, _matches(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name")
-    ] = Field("POSTGRES_DB", description="an environment variable name such as POSTGRES_DB")
+    # Deprecated, ignored: the rehearsal used to point this variable of the migrations container
+    # at a scratch database; it now runs them on an isolated server that holds the copy under
+    # the live name (supervisor.engine.sandbox), so nothing is overridden. Still accepted so an
+    # existing .env keeps loading; the rehearsal logs that it is ignored.
+    rehearsal_database_env: (
+        Annotated[str, _matches(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name")] | None
+    ) = Field(None, description="deprecated and ignored (any variable name)")
     log_level: LogLevel = Field(LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR")
 
     @classmethod

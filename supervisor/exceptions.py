@@ -5,7 +5,7 @@
     SupervisorError                      (500 internal_error)
     ├── ConfigError                      settings refused at start-up
     ├── StateError                       a journal / pin file is invalid or unsafe
-    ├── APIError                         request-level refusals (4xx)
+    ├── APIError                         request-level refusals: the only classes with a status
     │   ├── BadRequest                   400 bad_request
     │   ├── InvalidVersion               400 invalid_version
     │   ├── AlreadyCurrent               400 already_current
@@ -18,25 +18,34 @@
     │   │   └── UpdateNotFound           404 update_not_found
     │   ├── UpdateRunning                409 update_running
     │   ├── NotCancellable               409 not_cancellable
+    │   ├── InterventionRequired         409 needs_intervention (a run awaits acknowledgement)
+    │   ├── NotAcknowledgeable           409 not_acknowledgeable
+    │   ├── CurrentVersionUnknown        409 current_version_unknown (images tagged :latest …)
     │   ├── UnsupportedMediaType         415 unsupported_media_type
     │   ├── RestoreDisabled              403 restore_disabled
     │   ├── JobRunning                   409 job_running
+    │   ├── StackBusy                    409 stack_busy  (another writer holds the stack lock)
     │   └── PayloadTooLarge              413 payload_too_large
-    ├── EngineError                      the Docker engine (through the proxy)
+    ├── UsageError                       CLI options or token file (exit code 2)
+    ├── SidecarUnreachable               the client got no answer from the sidecar
+    ├── EngineError                      the Docker engine (through the proxy); rendered 502
     │   ├── EngineUnreachable            503
     │   ├── ProxyForbidden               502  the docker-proxy refused a path
-    │   ├── EngineNotFound               404  container / image / network missing
-    │   ├── EngineConflict               409  name in use, container not running …
-    │   ├── ServiceNotFound              404  no such Compose service in the project
-    │   ├── CommandFailed                500  an exec or one-shot exited non-zero
+    │   ├── EngineNotFound               502  container / image / network missing
+    │   ├── EngineConflict               502  name in use, container not running …
+    │   ├── ServiceNotFound              409  no such Compose service in the project
+    │   ├── CommandFailed                502  an exec or one-shot exited non-zero
+    │   │   └── MigrationFailed          502  the migrations container exited non-zero
     │   ├── JobTimeout                   504  exec / one-shot / wait ran out of time
-    │   └── HealthCheckFailed            500  container never healthy, or restarted
-    ├── RegistryError                    the OCI distribution API
-    │   ├── InvalidReference             400  image reference does not parse
+    │   ├── HealthCheckFailed            502  container never healthy, or restarted
+    │   ├── RetainedContainerLost        502  old container gone, cannot be recreated
+    │   └── LocalFileChanged             502  a file changed while copied into a container
+    ├── RegistryError                    the OCI distribution API; rendered 502
+    │   ├── InvalidReference             502  image reference does not parse
     │   ├── RegistryUnreachable          503
-    │   ├── RegistryAuthFailed           401
-    │   ├── ManifestNotFound             404  tag / digest / repository unknown
-    │   ├── RegistryRateLimited          429
+    │   ├── RegistryAuthFailed           502  *our* credential, never the caller's 401
+    │   ├── ManifestNotFound             502  tag / digest / repository unknown
+    │   ├── RegistryRateLimited          503
     │   └── DigestMismatch               502  content does not hash to its digest
     ├── SignatureError                   500  cosign signature checks (supervisor.signatures)
     │   ├── SignatureRefused             400  the policy refused an image in ``verify``
@@ -49,14 +58,19 @@
         ├── SnapshotNotFound             404
         ├── SnapshotWrongProject         409  taken from another Compose project
         ├── SnapshotCorrupt              422  a file does not match its manifest checksum
-        ├── InsufficientDiskSpace        507  preflight estimate, or the disk filled up
+        ├── InsufficientDiskSpace        507  preflight: estimate + margin does not fit
+        │   └── DiskFull                 507  the disk filled up mid-write (disk_full)
+        ├── BackupDirUnwritable          507  preflight: the backups folder cannot be written
         ├── BackupFailed                 500  a dump did not complete; nothing was kept
         └── RestoreFailed                500  the message says what was left as it was
 
-Every class carries an HTTP ``status`` and a stable ``error_key`` so that the
-API layer renders any of them into one JSON envelope without a lookup table,
-and so that scripts can match on the key rather than on message wording.
-Library errors are translated at the adapter edge with ``raise … from err``.
+Every class carries a stable ``error_key``, so scripts match on the key rather
+than on message wording. Only :class:`APIError` (a refusal of the request
+itself) carries an HTTP ``status``; the numbers shown for the other families
+are how :func:`supervisor.api.errors.http_status` renders them at the one
+choke point (engine and registry failures are 502/503/504, never a 4xx the
+caller would take for its own mistake). Library errors are translated at the
+adapter edge with ``raise … from err``.
 """
 
 from __future__ import annotations
@@ -67,7 +81,6 @@ from typing import Any, ClassVar
 class SupervisorError(Exception):
     """Root of every error this package raises on purpose."""
 
-    status: ClassVar[int] = 500
     error_key: ClassVar[str] = "internal_error"
 
     def __init__(self, message: str, **details: Any) -> None:
@@ -98,9 +111,9 @@ class StateError(SupervisorError):
 
 
 class APIError(SupervisorError):
-    """A request was refused; the status is a 4xx."""
+    """A request was refused; the status is a 4xx. Only these errors carry an HTTP status."""
 
-    status = 400
+    status: ClassVar[int] = 400
     error_key = "bad_request"
 
 
@@ -159,6 +172,28 @@ class NotCancellable(APIError):
     error_key = "not_cancellable"
 
 
+class InterventionRequired(APIError):
+    """A run ended ``needs_intervention``: no update starts until an admin acknowledges it."""
+
+    status = 409
+    error_key = "needs_intervention"
+
+
+class NotAcknowledgeable(APIError):
+    """Only a run that ended ``needs_intervention`` and is not yet acknowledged can be."""
+
+    status = 409
+    error_key = "not_acknowledgeable"
+
+
+class CurrentVersionUnknown(APIError):
+    """The running images are tagged ``latest`` (or another non-version): nothing to compare a
+    target with. A state of the stack, not a bad request; the message says how to fix it."""
+
+    status = 409
+    error_key = "current_version_unknown"
+
+
 class UnsupportedMediaType(APIError):
     status = 415
     error_key = "unsupported_media_type"
@@ -177,6 +212,14 @@ class JobRunning(APIError):
     error_key = "job_running"
 
 
+class StackBusy(APIError):
+    """Another writer of the stack (update, recovery, restore, snapshot, retention) holds the
+    cross-process stack lock (``supervisor.oplock``); the message names it."""
+
+    status = 409
+    error_key = "stack_busy"
+
+
 class PayloadTooLarge(APIError):
     status = 413
     error_key = "payload_too_large"
@@ -188,89 +231,93 @@ class PayloadTooLarge(APIError):
 class EngineError(SupervisorError):
     """The Docker engine refused or failed an operation."""
 
-    status = 502
     error_key = "engine_error"
 
 
 class EngineUnreachable(EngineError):
-    status = 503
     error_key = "engine_unreachable"
 
 
 class ProxyForbidden(EngineError):
     """The docker-socket-proxy does not grant this API path to the sidecar."""
 
-    status = 502
     error_key = "engine_path_forbidden"
 
 
 class EngineNotFound(EngineError):
-    status = 404
     error_key = "engine_not_found"
 
 
 class EngineConflict(EngineError):
-    status = 409
     error_key = "engine_conflict"
 
 
 class ServiceNotFound(EngineError):
-    status = 404
     error_key = "service_not_found"
 
 
 class CommandFailed(EngineError):
     """An exec or one-shot container exited non-zero."""
 
-    status = 500
     error_key = "command_failed"
 
 
+class RollbackUnsafe(SupervisorError):
+    """Going on with a rollback would destroy something (e.g. restore an unusable snapshot):
+    the run stops in ``needs_intervention`` with everything kept."""
+
+    error_key = "rollback_unsafe"
+
+
+class MigrationFailed(CommandFailed):
+    """The target's migrations container exited non-zero (in ``migrate`` or rehearsal)."""
+
+    error_key = "migration_failed"
+
+
 class JobTimeout(EngineError):
-    status = 504
     error_key = "timeout"
 
 
 class HealthCheckFailed(EngineError):
-    status = 500
     error_key = "health_check_failed"
+
+
+class RetainedContainerLost(EngineError):
+    """A rollback found the old container gone and could not create it again from its
+    recorded spec and image: only an operator can bring that version back."""
+
+    error_key = "retained_container_lost"
 
 
 # --- OCI registry --------------------------------------------------------------------
 
 
 class RegistryError(SupervisorError):
-    status = 502
     error_key = "registry_error"
 
 
 class InvalidReference(RegistryError):
-    status = 400
     error_key = "invalid_reference"
 
 
 class RegistryUnreachable(RegistryError):
-    status = 503
     error_key = "registry_unreachable"
 
 
 class RegistryAuthFailed(RegistryError):
-    status = 401
     error_key = "registry_auth_failed"
 
 
 class ManifestNotFound(RegistryError):
-    status = 404
     error_key = "manifest_not_found"
 
 
 class RegistryRateLimited(RegistryError):
-    status = 429
     error_key = "registry_rate_limited"
 
 
 class DigestMismatch(RegistryError):
-    status = 502
     error_key = "digest_mismatch"
 
 
@@ -286,7 +333,6 @@ class SignatureError(SupervisorError):
 class SignatureRefused(SignatureError):
     """An ``enforce`` service has no valid signature; the message lists services and reasons."""
 
-    status = 400
     error_key = "signature_refused"
 
 
@@ -314,30 +360,37 @@ class SnapshotError(SupervisorError):
 class InvalidSnapshotId(SnapshotError):
     """Refused before any path is built from it (``../`` and friends never reach the disk)."""
 
-    status = 400
     error_key = "invalid_snapshot_id"
 
 
 class SnapshotNotFound(SnapshotError):
-    status = 404
     error_key = "snapshot_not_found"
 
 
 class SnapshotWrongProject(SnapshotError):
     """Restoring another stack's data over this one is never what an operator meant."""
 
-    status = 409
     error_key = "snapshot_wrong_project"
 
 
 class SnapshotCorrupt(SnapshotError):
-    status = 422
     error_key = "snapshot_corrupt"
 
 
 class InsufficientDiskSpace(SnapshotError):
-    status = 507
     error_key = "insufficient_disk_space"
+
+
+class DiskFull(InsufficientDiskSpace):
+    """A write failed with ENOSPC/EDQUOT mid-snapshot; the partial snapshot was removed."""
+
+    error_key = "disk_full"
+
+
+class BackupDirUnwritable(SnapshotError):
+    """The preflight could not create a file in the backups folder (permissions, read-only)."""
+
+    error_key = "backup_dir_unwritable"
 
 
 class BackupFailed(SnapshotError):
@@ -346,3 +399,26 @@ class BackupFailed(SnapshotError):
 
 class RestoreFailed(SnapshotError):
     error_key = "restore_failed"
+
+
+# --- moved here from the modules that raise them (still importable from there) -----------
+
+
+class LocalFileChanged(EngineError):
+    """A file being copied into a container shrank or could not be read while it was sent
+    (raised by ``supervisor.engine.docker_files``)."""
+
+    error_key = "local_file_changed"
+
+
+class UsageError(SupervisorError):
+    """Bad CLI options or an unreadable token file (exit code 2; ``supervisor.cli``)."""
+
+    error_key = "usage"
+
+
+class SidecarUnreachable(SupervisorError):
+    """The client got no answer from the sidecar (refused, reset, timed out) after its
+    retries (``supervisor.client``)."""
+
+    error_key = "sidecar_unreachable"

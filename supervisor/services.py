@@ -1,17 +1,29 @@
-"""The object graph of a running sidecar, built once from the settings.
+"""The object graph of a sidecar, built once from the settings: the one place to wire.
 
 ::
 
-    Settings ─▶ DockerEngine (through DOCKER_HOST / the proxy)
-             ─▶ DistributionClient (registry; endpoint mapping, credentials)
-             ─▶ SignaturePolicyVerifier(registry)
-             ─▶ SnapshotService(engine, store on backup_dir)
-             ─▶ HttpProber, ManifestSource (one aiohttp session)
-             ─▶ StateStore(state_dir)
+    Settings ─▶ Engine        DockerEngine through DOCKER_HOST / the proxy
+             ─▶ RegistryClient DistributionClient (endpoint mapping, credentials)
+             ─▶ Signatures     SignaturePolicyVerifier(registry)
+             ─▶ Snapshots      SnapshotService(engine, store on backup_dir)
+             ─▶ Prober         HttpProber ┐ one aiohttp session
+             ─▶ ManifestSource            ┘ (when a release manifest is configured)
+             ─▶ StateStore(state_dir)    ┐ one DamageReport: damaged state files, counted
+             ─▶ StackLock(state_dir)     │ the cross-process lock of every stack writer
              └─▶ UpdateManager(RunDeps(...), registry, manifest)
 
-Everything is handed in through constructors; nothing looks anything up
-globally, so tests build the same graph with their own settings.
+:func:`build_runtime` is an async context manager: every network client is created inside it
+(an :class:`~contextlib.AsyncExitStack`) and closed when it is left, so no client exists
+before the lifespan that closes it, and a failure half-way through wiring (a bad signing key,
+say) still closes what was opened. ``serve`` runs the API inside it; the local commands
+(``restore``, ``verify``) use the same graph for one call. Tests hand in fakes of the adapter
+Protocols (``engine=``, ``registry=`` …) and get the real manager, views and snapshot layer
+around them: a fake stands in for an adapter, never for the domain.
+
+:meth:`Runtime.serving` is the lifetime of a *serving* sidecar on top: start-up recovery
+before the first request, the release check at start-up and periodically, and leaving a
+running run to recovery at shutdown. A local command must not enter it (a second manager
+must not recover or auto-update).
 """
 
 from __future__ import annotations
@@ -20,48 +32,61 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 
 from supervisor.config import Settings
-from supervisor.engine.docker_engine import DockerEngine
+from supervisor.damage import DamageReport
+from supervisor.engine.docker_engine import DockerEngine, RegistryAuthProvider
+from supervisor.engine.protocol import Engine
 from supervisor.http_probe import HttpProber, ManifestSource
+from supervisor.oplock import StackLock
 from supervisor.registry.client import DistributionClient
 from supervisor.registry.credentials import CredentialStore
+from supervisor.registry.protocol import RegistryClient
+from supervisor.signatures.models import Policy, SignatureVerdict
 from supervisor.signatures.verifier import SignaturePolicyVerifier
 from supervisor.snapshots.options import SnapshotOptions, compose_locator
 from supervisor.snapshots.service import SnapshotService
 from supervisor.snapshots.store import SnapshotStore
 from supervisor.statedir import StateStore
+from supervisor.update.freshness import check_periodically
 from supervisor.update.manager import UpdateManager
+from supervisor.update.ports import Prober, SignatureVerifier, Snapshots
 from supervisor.update.run import RunDeps
 
 _LOGGER = logging.getLogger(__name__)
 
 
+class Signatures(SignatureVerifier, Protocol):
+    """The run's per-service verdicts, plus ``supervisor verify IMAGE`` under any policy."""
+
+    async def verify_image(self, image: str, policy: Policy) -> SignatureVerdict:
+        """The verdict for ``image`` (``name@sha256:…``) under ``policy``; never raises for a
+        refusal (the verdict says why)."""
+        ...
+
+
 @dataclass
 class Runtime:
+    """The wired sidecar: adapters, the state directory and the update manager over them."""
+
     settings: Settings
-    engine: DockerEngine
-    registry: DistributionClient
-    session: aiohttp.ClientSession
-    verifier: SignaturePolicyVerifier
-    snapshots: SnapshotService
+    engine: Engine
+    registry: RegistryClient  # the image registry (OCI distribution), not a metrics registry
+    snapshots: Snapshots
+    signatures: Signatures
+    prober: Prober
+    state: StateStore
     manager: UpdateManager
+    stack_lock: StackLock  # one per process; every writer of the stack holds it (oplock.py)
+    damage: DamageReport  # damaged state files met so far (for /metrics)
 
     @contextlib.asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[None]:
-        """Close the network clients at the end."""
-        try:
-            yield
-        finally:
-            await self.registry.close()
-            await self.session.close()
-            await self.engine.close()
-
-    @contextlib.asynccontextmanager
-    async def manager_lifespan(self) -> AsyncIterator[None]:
+    async def serving(self) -> AsyncIterator[None]:
         """Recover an interrupted run first, then serve; leave a running run to recovery."""
         recovered = await self.manager.startup()
         if recovered is not None:
@@ -75,72 +100,99 @@ class Runtime:
             await self.manager.shutdown()
 
     async def _periodic_check(self) -> None:
-        await asyncio.sleep(self.settings.first_check_delay)
-        while True:
-            try:
-                latest = await self.manager.check()
-                _LOGGER.info("release check: latest %s", latest.get("version"))
-            except Exception:
-                _LOGGER.warning("release check failed", exc_info=True)
-            await asyncio.sleep(self.settings.check_interval)
+        settings = self.settings
+        await check_periodically(
+            self.manager.check, settings.first_check_delay, settings.check_interval
+        )
 
 
 def registry_credentials(settings: Settings) -> CredentialStore:
-    store = (
-        CredentialStore.from_docker_config(settings.docker_config)
-        if settings.docker_config is not None
-        else CredentialStore()
-    )
-    username, password = settings.registry_username, settings.registry_password
-    if username and password:
-        for host in _managed_registry_hosts(settings):
-            store.add(host, username, password.get_secret_value())
-    return store
+    return CredentialStore.from_settings(settings)
 
 
-def _managed_registry_hosts(settings: Settings) -> set[str]:
-    """Registry hosts the operator's credentials are meant for (mirrors' keys included)."""
-    hosts = set(settings.registry_mirrors)
-    hosts.update(settings.insecure_registries)
-    return hosts or {"docker.io"}
+@contextlib.asynccontextmanager
+async def build_runtime(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    registry: RegistryClient | None = None,
+    snapshots: Snapshots | None = None,
+    signatures: Signatures | None = None,
+    prober: Prober | None = None,
+) -> AsyncIterator[Runtime]:
+    """The sidecar's object graph for the duration of the ``async with``; call in the loop.
+
+    An adapter given here is used as it is (and left open: its owner closes it); one not
+    given is built from ``settings`` and closed on the way out, in reverse order.
+    """
+    async with AsyncExitStack() as stack:
+        sessions: list[aiohttp.ClientSession] = []
+
+        async def http_session() -> aiohttp.ClientSession:
+            """One session for the probes and the release manifest, opened on demand."""
+            if not sessions:
+                sessions.append(await stack.enter_async_context(aiohttp.ClientSession()))
+            return sessions[0]
+
+        damage, stack_lock = DamageReport(), StackLock(settings.state_dir)
+        credentials = registry_credentials(settings)
+        if engine is None:
+            engine = await stack.enter_async_context(
+                DockerEngine(settings.engine_url, registry_auth=_engine_auth(credentials))
+            )
+        if registry is None:
+            registry = await stack.enter_async_context(
+                DistributionClient(
+                    mirrors=settings.registry_mirrors,
+                    insecure=settings.insecure_registries,
+                    credentials=credentials,
+                )
+            )
+        if signatures is None:
+            signatures = SignaturePolicyVerifier.from_settings(settings, registry)
+        if snapshots is None:
+            snapshots = SnapshotService(
+                engine,
+                SnapshotStore(settings.backup_dir, settings.compose_project, damage),
+                SnapshotOptions.from_settings(settings, settings.config_paths),
+                compose_locator(engine, settings.compose_project, settings.services),
+            )
+        if prober is None:
+            prober = HttpProber(await http_session())
+        manifest = (
+            ManifestSource(settings.release_manifest_url, await http_session())
+            if settings.release_manifest_url
+            else None
+        )
+        state = StateStore(settings.state_dir, damage)
+        deps = RunDeps(
+            settings=settings,
+            engine=engine,
+            snapshots=snapshots,
+            signatures=signatures,
+            prober=prober,
+            state=state,
+        )
+        manager = UpdateManager(deps, registry, manifest, stack_lock=stack_lock)
+        yield Runtime(
+            settings, engine, registry, snapshots, signatures, prober, state, manager,
+            stack_lock, damage,
+        )  # fmt: skip
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    credentials = registry_credentials(settings)
-
+def _engine_auth(credentials: CredentialStore) -> RegistryAuthProvider:
     def engine_auth(host: str) -> dict[str, str] | None:
         found = credentials.get(host)
         if found is None:
             return None
         return {"username": found.username, "password": found.password, "serveraddress": host}
 
-    engine = DockerEngine(settings.engine_url, registry_auth=engine_auth)
-    registry = DistributionClient(
-        mirrors=settings.registry_mirrors,
-        insecure=settings.insecure_registries,
-        credentials=credentials,
-    )
-    session = aiohttp.ClientSession()
-    verifier = SignaturePolicyVerifier.from_settings(settings, registry)
-    store = SnapshotStore(settings.backup_dir, settings.compose_project)
-    snapshots = SnapshotService(
-        engine,
-        store,
-        SnapshotOptions.from_settings(settings, settings.config_paths),
-        compose_locator(engine, settings.compose_project, settings.services),
-    )
-    deps = RunDeps(
-        settings=settings,
-        engine=engine,
-        snapshots=snapshots,
-        signatures=verifier,
-        prober=HttpProber(session),
-        state=StateStore(settings.state_dir),
-    )
-    manifest = (
-        ManifestSource(settings.release_manifest_url, session)
-        if settings.release_manifest_url
-        else None
-    )
-    manager = UpdateManager(deps, registry, manifest)
-    return Runtime(settings, engine, registry, session, verifier, snapshots, manager)
+    return engine_auth
+
+
+if TYPE_CHECKING:  # mypy proves the real adapters fit the seams above
+
+    def _fits(snapshots: SnapshotService, verifier: SignaturePolicyVerifier) -> tuple[
+        Snapshots, Signatures
+    ]:  # fmt: skip
+        return snapshots, verifier

@@ -38,6 +38,16 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 SIDECAR_PROXY_GRANTS = {"CONTAINERS": "1", "IMAGES": "1", "EXEC": "1", "NETWORKS": "1", "POST": "1"}
 
 
+# Fixtures that bring a whole stack up: a test asking for one takes a minute or more,
+# most others seconds. ``stack`` is the shipped stack (tests/support/demo_stack.py),
+# ``compose_stack`` the test stack (tests/support/compose.py).
+STACK_FIXTURES = frozenset({"stack", "compose_stack"})
+
+
+def brings_up_a_stack(item: pytest.Item) -> bool:
+    return bool(STACK_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).parts
@@ -45,9 +55,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.docker)
         elif "unit" in parts:
             item.add_marker(pytest.mark.unit)
+    # Longest first: parallel workers (scripts/testenv) take tests in this order, so the
+    # minutes-long ones start at once and the quick ones fill the gaps, instead of one
+    # worker starting a long update run when the others are already done. A stable sort
+    # keeps file order otherwise, identical in every worker, as xdist requires.
+    items.sort(key=lambda item: not brings_up_a_stack(item))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under pytest-xdist the controller cleans up before it starts the workers; a worker
+    # doing it again would only race its siblings over the same dead leftovers. (Safe
+    # either way: only objects whose owner pid is gone are removed, and every worker's
+    # objects carry that worker's own, live pid.)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     if engine_available():
         for leftover in remove_leftovers():
             print(f"removed leftover of a crashed test run: {leftover}")

@@ -2,7 +2,7 @@
 
 ::
 
-    request ─▶ error ─▶ auth ─▶ strict_query ─▶ handler ─▶ UpdateService / SnapshotService
+    request ─▶ error ─▶ auth ─▶ strict_query ─▶ handler ─▶ UpdateService / Snapshots
              (one envelope) (bearer) (known params)  (strict body, data out)
 
 :data:`ROUTES` is the single list of endpoints: their method, path, handler, the token
@@ -11,8 +11,10 @@ records the policies for the middlewares; ``openapi.py`` documents the same path
 keeps both in step).
 
 Lifetimes go through ``cleanup_ctx``: the job registry (its tasks are cancelled at shutdown)
-and any context the caller hands in (``lifespans``: the engine client, the update manager's
-recovery and periodic check …), entered in order at start-up and left in reverse at shutdown.
+and any context the caller hands in (``lifespans``: the update manager's recovery and periodic
+check, :meth:`supervisor.services.Runtime.serving`), entered in order at start-up and left in
+reverse at shutdown. The network clients are not among them: they belong to the object graph
+(:func:`supervisor.services.build_runtime`), which outlives the app.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
 from supervisor.config import Settings
+from supervisor.damage import DamageReport
+from supervisor.oplock import StackLock
+from supervisor.snapshots.protocol import Snapshots
 from supervisor.update.protocol import UpdateService
 
 from . import badge, observability, openapi, snapshot_handlers, sse, update_handlers
@@ -37,19 +42,19 @@ from .keys import (
     JOBS,
     LIFECYCLE,
     METRICS,
+    METRICS_REGISTRY,
     OPTIONS,
-    REGISTRY,
     ROUTE_POLICIES,
     SETTINGS,
     SNAPSHOTS,
+    STACK_LOCK,
     UPDATES,
     ApiOptions,
     Lifecycle,
     RoutePolicy,
 )
-from .metrics import RunMetrics
+from .metrics import DamageMetrics, RunMetrics
 from .middleware import error_middleware, strict_query_middleware
-from .snapshot_service import SnapshotService
 
 Lifespan = Callable[[], AbstractAsyncContextManager[Any]]
 
@@ -71,6 +76,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/update/stream", sse.stream_update, Scope.READ, _ID),
     Route("POST", "/admin/update/cancel", update_handlers.cancel_update, Scope.ADMIN),
     Route("GET", "/admin/version", update_handlers.version, Scope.READ),
+    Route("POST", "/admin/update/acknowledge", update_handlers.acknowledge_update, Scope.ADMIN),
     # beyond it
     Route("POST", "/admin/update/check", update_handlers.check_updates, Scope.ADMIN),
     Route("GET", "/admin/update/plan", update_handlers.plan_update, Scope.READ, _PLAN),
@@ -96,16 +102,22 @@ ROUTES: tuple[Route, ...] = (
 def create_app(
     settings: Settings,
     updates: UpdateService,
-    snapshots: SnapshotService,
+    snapshots: Snapshots,
     *,
-    registry: CollectorRegistry | None = None,
+    metrics_registry: CollectorRegistry | None = None,
     options: ApiOptions | None = None,
     lifespans: Sequence[Lifespan] = (),
+    stack_lock: StackLock | None = None,
+    damage: DamageReport | None = None,
 ) -> web.Application:
     """The API around the given services.
 
-    ``registry``: where ``/metrics`` collects from (a fresh one when None; never the global
-    default registry); the run and snapshot metrics are registered in it here.
+    ``stack_lock``: the cross-process lock that HTTP restores and manual snapshots hold
+    (without one they only check the in-process update). ``damage``: damaged state files
+    found by the stores, exported as ``supervisor_state_damaged_total``.
+
+    ``metrics_registry``: the Prometheus registry ``/metrics`` collects from (a fresh one when
+    None; never the global default one); the run and snapshot metrics are registered in it.
     """
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -116,9 +128,15 @@ def create_app(
     app[SNAPSHOTS] = snapshots
     app[OPTIONS] = options or ApiOptions()
     app[LIFECYCLE] = Lifecycle()
-    app[REGISTRY] = registry if registry is not None else CollectorRegistry()
+    app[METRICS_REGISTRY] = (
+        metrics_registry if metrics_registry is not None else CollectorRegistry()
+    )
     app[METRICS] = RunMetrics()
-    app[REGISTRY].register(app[METRICS])
+    app[METRICS_REGISTRY].register(app[METRICS])
+    if damage is not None:
+        app[METRICS_REGISTRY].register(DamageMetrics(damage))
+    if stack_lock is not None:
+        app[STACK_LOCK] = stack_lock
     app[JOBS] = JobRegistry()
     policies: dict[tuple[str, str], RoutePolicy] = {}
     for route in ROUTES:

@@ -1,8 +1,10 @@
 """The last result in one glance: ``/admin/badge.json`` and a hand-drawn ``/admin/badge.svg``.
 
-The same :func:`last_result` fills ``last_result`` in ``GET /admin/version`` (CanopyOS: "surface
-last update result in /admin/version for UI badge"), so the badge and the version page never
-disagree.
+Both are drawn from :func:`supervisor.update.summary.run_summary`, the function that also fills
+``last_result`` and ``running`` in ``GET /admin/version`` (CanopyOS: "surface last update
+result in /admin/version for UI badge"); ``badge.json`` carries those two objects unchanged, so
+the badge and the version page never disagree. The badge shows the active run when there is
+one, else the last result.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from html import escape
 
 from aiohttp import web
 
-from supervisor.exceptions import NoUpdate
-from supervisor.update.protocol import UpdateService
+from supervisor.update.summary import RunReader, RunSummary, run_summary
 
 from .keys import UPDATES
 from .reply import reply
-from .schemas import Badge, LastResult
+from .schemas import Badge, BadgeState
 
 COLOURS = {
     "completed": "#4c1",  # green
@@ -39,33 +40,39 @@ MESSAGES = {
 }
 
 
-def last_result(updates: UpdateService) -> LastResult:
-    try:
-        record = updates.status()
-    except NoUpdate:
-        return LastResult(state="none")
-    if record.state.finished:
-        state = str(record.result or record.state)
-        time = record.finished_at or record.started_at
+def badge(updates: RunReader) -> Badge:
+    return badge_of(run_summary(updates))
+
+
+def badge_of(summary: RunSummary) -> Badge:
+    running, last = summary.running, summary.last_result
+    state: BadgeState
+    if running is not None:
+        state, version, time = "running", running.target_version, running.started_at
+        update_id = running.update_id
+    elif last is not None:
+        state, version, time = last.state, last.target_version, last.finished_at
+        update_id = last.update_id
     else:
-        state, time = "running", record.started_at
-    return LastResult.model_validate(
-        {
-            "update_id": record.update_id,
-            "state": state,
-            "version": record.target_version,
-            "time": time,
-        }
+        state, version, time, update_id = "none", None, None, None
+    message = MESSAGES[state]
+    if version and state != "none":
+        message = f"{version} {message}"
+    if summary.blocked is not None and running is None:
+        message = f"{message}: updates blocked until acknowledged"
+    elif state == "needs_intervention":
+        message = f"{message} (acknowledged)"
+    return Badge(
+        state=state,
+        version=version,
+        time=time,
+        update_id=update_id,
+        message=message,
+        color=COLOUR_NAMES.get(COLOURS[state], "grey"),
+        last_result=last,
+        running=running,
+        blocked=summary.blocked,
     )
-
-
-def badge(updates: UpdateService) -> Badge:
-    result = last_result(updates)
-    colour = COLOURS[result.state]
-    message = MESSAGES[result.state]
-    if result.version and result.state != "none":
-        message = f"{result.version} {message}"
-    return Badge(**result.model_dump(), message=message, color=COLOUR_NAMES.get(colour, "grey"))
 
 
 async def badge_json(request: web.Request) -> web.Response:

@@ -3,7 +3,9 @@
 A wrong type is refused, never coerced (``"force": "false"`` is not ``False``), unknown fields
 are refused, and every refusal names the field, so a backend developer can fix the call from
 the error message alone. Size is enforced by aiohttp (``client_max_size``, 413) before a byte
-is parsed.
+is parsed; nesting is capped at :data:`MAX_JSON_DEPTH` (no body we accept nests deeper than 2,
+and a few KB of ``[[[[`` would otherwise hit Python's recursion limit: a 500). Query integers
+are length-checked before ``int()`` (which refuses strings over 4300 digits with a ValueError).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from .const import UPDATE_ID
 from .errors import UnsupportedMediaType
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = f"the body is nested deeper than {MAX_JSON_DEPTH} levels"
 
 
 def _reject_constant(name: str) -> Any:
@@ -51,20 +55,62 @@ async def read_json(request: web.Request) -> Any:
     raw = await request.read()  # raises 413 past client_max_size
     if not raw.strip():
         return {}
+    if _nesting(raw) > MAX_JSON_DEPTH:
+        raise BadRequest(_TOO_DEEP)
     try:
         return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:  # not reachable past the depth check; kept as the last guard
+        raise BadRequest(_TOO_DEEP) from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise BadRequest(f"the body is not valid JSON: {err}") from None
+        raise BadRequest(f"the body is not valid JSON: {str(err)[:200]}") from None
 
 
-async def read_model(request: web.Request, model: type[ModelT]) -> ModelT:
+def _nesting(raw: bytes) -> int:
+    """The deepest ``[``/``{`` nesting in ``raw``, brackets inside strings not counted.
+
+    Runs before ``json.loads`` so depth is refused without recursing; a plain byte loop is
+    enough, since bodies are at most ``client_max_size`` and the loop only runs for a body with
+    more openers than the limit.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be deeper than the number of openers: the usual case, no scan
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (``{}`` when there is none)."""
     data = await read_json(request)
     if not isinstance(data, dict):
         raise BadRequest(f"the body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def validated(data: dict[str, Any], model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data, strict=True)
     except ValidationError as err:
         raise BadRequest(describe(err)) from None
+
+
+async def read_model(request: web.Request, model: type[ModelT]) -> ModelT:
+    return validated(await read_object(request), model)
 
 
 def query_update_id(request: web.Request, required: bool = False) -> str | None:
@@ -98,6 +144,12 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     value = request.query.get(name)
     if value is None:
         return default  # absent; an empty value is not a number and is refused below
-    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    digits = len(str(high))
+    if (
+        not value.isascii()
+        or not value.isdigit()
+        or len(value.lstrip("0")) > digits  # before int(): no huge numbers are built
+        or not low <= int(value) <= high
+    ):
         raise BadRequest(f"{name}: must be a whole number from {low} to {high}")
     return int(value)

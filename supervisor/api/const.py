@@ -15,7 +15,7 @@ class Scope(StrEnum):
 
 
 # Run ids come from the manager; the pattern only keeps junk (slashes, control characters,
-# megabyte-long strings) away from it. Snapshot ids use :data:`snapshot_service.SNAPSHOT_ID`.
+# megabyte-long strings) away from it. Snapshot ids use :data:`snapshot_fields.SNAPSHOT_ID`.
 UPDATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 UPDATE_ID_PATTERN = "^" + UPDATE_ID.pattern + "$"
 

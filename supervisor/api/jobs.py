@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from supervisor.exceptions import NotFound, SupervisorError
 
-from .errors import JobRunning, envelope
+from .errors import JobRunning, envelope, error_envelope
 from .schemas import ErrorEnvelope, Job
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class JobRegistry:
             result = await work()
         except SupervisorError as err:
             _LOGGER.warning("%s job %s failed: %s", job.kind, job.job_id, err.message)
-            self._finish(job, error=ErrorEnvelope(**envelope(err.error_key, err.message)))
+            self._finish(job, error=ErrorEnvelope(**error_envelope(err)))
         except Exception:
             _LOGGER.exception("%s job %s failed unexpectedly", job.kind, job.job_id)
             error = envelope("internal_error", "internal error; see the supervisor log")

@@ -13,12 +13,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from supervisor.config import Settings
+from supervisor.oplock import StackLock
+from supervisor.snapshots.protocol import Snapshots
 from supervisor.update.protocol import UpdateService
 
 from .const import Scope
 from .jobs import JobRegistry
 from .metrics import RunMetrics
-from .snapshot_service import SnapshotService
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,15 @@ class Lifecycle:
 
 SETTINGS = web.AppKey("settings", Settings)
 UPDATES = web.AppKey[UpdateService]("updates")
-SNAPSHOTS = web.AppKey[SnapshotService]("snapshots")
-REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+SNAPSHOTS = web.AppKey[Snapshots]("snapshots")
+METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 METRICS = web.AppKey("run_metrics", RunMetrics)
 JOBS = web.AppKey("jobs", JobRegistry)
 OPTIONS = web.AppKey("options", ApiOptions)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+# Only when create_app is given one (the served sidecar); HTTP restore and manual snapshots
+# hold it, so they exclude a CLI restore in another process and the update run.
+STACK_LOCK = web.AppKey("stack_lock", StackLock)
 
 
 @dataclass(frozen=True)

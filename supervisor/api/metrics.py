@@ -3,7 +3,7 @@
 Why not counters bumped by the update run: the history is the journaled truth and survives
 restarts, while in-process counters would reset to zero with every sidecar restart and miss
 runs recovered at start-up. So each scrape refreshes :class:`RunMetrics` from
-``UpdateService.history()`` and ``SnapshotService.list()`` and the collector renders it.
+``UpdateService.history()`` and ``Snapshots.list()`` and the collector renders it.
 
 The collector is registered in the app's own :class:`~prometheus_client.CollectorRegistry`
 (never the process-global one), so several apps in one test process do not collide and the
@@ -23,10 +23,11 @@ from prometheus_client.core import (
     Metric,
 )
 
+from supervisor.damage import DamageReport
 from supervisor.update.models import RunRecord
 from supervisor.update.stages import END_STATES, Stage
 
-from .snapshot_service import manifest_id, manifest_size
+from .snapshot_fields import manifest_id, manifest_size
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -105,3 +106,28 @@ class RunMetrics:
         yield GaugeMetricFamily(
             "supervisor_snapshots", "Number of complete snapshots", value=len(self.snapshots)
         )
+
+
+class DamageMetrics:
+    """``supervisor_state_damaged_total{file=…}``: damaged state files and lines met so far.
+
+    Unlike the run metrics this is a process counter: damage is found while reading (history
+    lines, manifests, journals set aside), not recorded anywhere that would survive a restart;
+    each damaged item counts once per process (see :mod:`supervisor.damage`).
+    """
+
+    def __init__(self, report: DamageReport) -> None:
+        self.report = report
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterable[Metric]:
+        damaged = CounterMetricFamily(
+            "supervisor_state_damaged",
+            "Damaged state files, history lines and snapshot manifests skipped or set aside",
+            labels=["file"],
+        )
+        for kind, count in sorted(self.report.counts().items()):
+            damaged.add_metric([kind], float(count))
+        yield damaged

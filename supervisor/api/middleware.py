@@ -6,8 +6,12 @@
 
 Sources, in the order they are tried:
 
-* :class:`~supervisor.exceptions.SupervisorError`: status and ``error_key`` from the class,
-  ``update_id`` from its details when present (other details stay in the logs);
+* :class:`~supervisor.exceptions.SupervisorError`: ``error_key`` from the class, the status
+  from :func:`~supervisor.api.errors.http_status` (API refusals carry theirs; engine and
+  registry failures become 502/503/504), ``update_id`` from its details when present. From 500
+  on the body's message is a fixed sentence per family: the error's own message (tool stderr,
+  paths, engine URLs) is logged, never sent. Only the API's own ``Unauthorized`` answers with
+  ``WWW-Authenticate``: a registry refusing *our* credential is a 502, not the caller's 401;
 * aiohttp HTTP errors (no route 404, wrong method 405, body over the limit 413 …): mapped to
   a stable key, the ``Allow`` header kept on 405;
 * anything else: 500 ``internal_error``, logged with its traceback; the body says nothing
@@ -22,9 +26,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from supervisor.exceptions import BadRequest, SupervisorError
+from supervisor.exceptions import BadRequest, SupervisorError, Unauthorized
 
-from .errors import envelope
+from .errors import envelope, error_envelope, http_status
 from .keys import SETTINGS, route_policy
 from .reply import reply
 
@@ -50,10 +54,10 @@ def error_response(
 
 
 def _from_supervisor_error(err: SupervisorError) -> web.Response:
-    update_id = err.details.get("update_id")
-    body = envelope(err.error_key, err.message, str(update_id) if update_id else None)
-    headers = {"WWW-Authenticate": 'Bearer realm="supervisor"'} if err.status == 401 else None
-    return error_response(err.status, body, headers)
+    headers = (
+        {"WWW-Authenticate": 'Bearer realm="supervisor"'} if isinstance(err, Unauthorized) else None
+    )
+    return error_response(http_status(err), error_envelope(err), headers)
 
 
 def _from_http_exception(request: web.Request, err: web.HTTPException) -> web.Response:
@@ -78,8 +82,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except SupervisorError as err:
-        if err.status >= 500:
-            _LOGGER.error("%s %s failed: %s", request.method, request.path, err.message)
+        if http_status(err) >= 500:
+            _LOGGER.error(
+                "%s %s failed (%s): %s", request.method, request.path, err.error_key, err.message
+            )
         return _from_supervisor_error(err)
     except web.HTTPException as err:
         if err.status < 400:  # redirects and the like are answers, not errors

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from supervisor.exceptions import NoUpdate, SupervisorError
 from supervisor.update.models import RunRecord
 
-from .keys import METRICS, REGISTRY, SNAPSHOTS, UPDATES
+from .keys import METRICS, METRICS_REGISTRY, SNAPSHOTS, UPDATES
 from .metrics import HISTORY_WINDOW
 from .reply import reply
 from .schemas import Health
@@ -37,5 +37,5 @@ async def metrics_handler(request: web.Request) -> web.Response:
         _LOGGER.warning("snapshot metrics skipped: %s", err.message)
         manifests = []
     request.app[METRICS].refresh(runs, current, manifests)
-    body = generate_latest(request.app[REGISTRY])
+    body = generate_latest(request.app[METRICS_REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -15,17 +15,18 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from supervisor.update.models import RunEvent, RunRecord, StartRequest
+from supervisor.update.models import MAX_VERSION_LENGTH, RunEvent, RunRecord, StartRequest
+from supervisor.update.summary import Blocked, LastResult, RunningRun
 
 from .const import UPDATE_ID_PATTERN
 from .schemas import (
+    AcknowledgeRequest,
     Badge,
     CancelRequest,
     ErrorEnvelope,
     Health,
     HistoryPage,
     Job,
-    LastResult,
     SnapshotList,
     StartResponse,
 )
@@ -34,7 +35,9 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (RunRecord, "serialization"), (RunEvent, "serialization"), (StartRequest, "validation"),
     (StartResponse, "serialization"), (CancelRequest, "validation"),
     (ErrorEnvelope, "serialization"), (HistoryPage, "serialization"),
-    (LastResult, "serialization"), (Badge, "serialization"), (Job, "serialization"),
+    (LastResult, "serialization"), (RunningRun, "serialization"), (Badge, "serialization"),
+    (Blocked, "serialization"), (AcknowledgeRequest, "validation"),
+    (Job, "serialization"),
     (SnapshotList, "serialization"), (Health, "serialization"),
 ]  # fmt: skip
 
@@ -110,26 +113,64 @@ _UPDATE_ID = _query(
 _EMPTY = {"type": "object", "maxProperties": 0}
 _OBJECT = {"type": "object"}
 _SSE_DESCRIPTION = (
-    "Server-Sent Events. Each event: `id:` (increasing per run), `event:` (phase, progress, "
-    "log or result) and `data:` JSON repeating `event`, e.g. "
-    '`{"event":"phase","state":"pull","message":"Pulling images"}`; progress events carry '
-    "`progress` 0-100 (and `bytes_done`/`bytes_total` while pulling). The run's history comes "
-    "first, then live events; `Last-Event-ID` resumes strictly after that id; `: keep-alive` "
-    "comments while idle; the stream ends after the single `result` event. Each event's data "
-    "is described by the RunEvent schema (`data` plus `event`)."
+    "Server-Sent Events. Each event: `id:` (increasing per run, the same across a restart of "
+    "the sidecar), `event:` (phase, progress, log or result) and `data:` JSON repeating "
+    '`event`, e.g. `{"event":"phase","state":"pull","message":"Pulling images"}`; progress '
+    "events carry `progress` 0-100 (and `bytes_done`/`bytes_total` while pulling). The run's "
+    "history comes first, then live events; `Last-Event-ID` resumes strictly after that id "
+    "(also after a restart); `: keep-alive` comments while idle; the stream ends after the "
+    "single `result` event, and a `Last-Event-ID` at or past it gets the `result` again. "
+    "The data of each kind is the SSEData schema."
 )
-_SSE_DATA = {
-    "type": "object",
-    "description": "The JSON in an event's `data:` line",
-    "required": ["event"],
-    "properties": {
-        "event": {"enum": ["phase", "progress", "log", "result"]},
-        "state": {"type": "string", "description": "phase and result: the stage or end state"},
-        "message": {"type": "string"},
-        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-        "bytes_done": {"type": "integer", "minimum": 0},
-        "bytes_total": {"type": "integer", "minimum": 0},
+_END_STATES = ["completed", "failed", "cancelled", "rolled_back", "needs_intervention"]
+_SSE_KINDS: dict[str, dict[str, Any]] = {
+    "SSEPhaseData": {
+        "required": ["event", "state", "message"],
+        "properties": {
+            "event": {"const": "phase"},
+            "state": {"type": "string", "description": "the stage entered, or the end state"},
+            "message": {"type": "string", "description": "human text of the stage"},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
     },
+    "SSEProgressData": {
+        "required": ["event", "state", "progress"],
+        "properties": {
+            "event": {"const": "progress"},
+            "state": {"type": "string", "description": "the stage"},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "image": {"type": "string", "description": "while pulling: the image"},
+            "bytes_done": {"type": "integer", "minimum": 0},
+            "bytes_total": {"type": "integer", "minimum": 0},
+        },
+    },
+    "SSELogData": {
+        "required": ["event", "message"],
+        "properties": {
+            "event": {"const": "log"},
+            "state": {"type": "string", "description": "the stage"},
+            "message": {"type": "string"},
+        },
+    },
+    "SSEResultData": {
+        "required": ["event", "state", "update_id", "from_version", "target_version", "error"],
+        "properties": {
+            "event": {"const": "result"},
+            "state": {"enum": _END_STATES},
+            "message": {"type": "string"},
+            "update_id": {"type": "string"},
+            "from_version": {"type": ["string", "null"]},
+            "target_version": {"type": ["string", "null"]},
+            "error": {"anyOf": [{"type": "null"}, {
+                "type": "object", "required": ["error_key", "message", "stage"],
+                "properties": {"error_key": {"type": "string"}, "message": {"type": "string"},
+                               "stage": {"type": "string"}}}]},
+        },
+    },
+}  # fmt: skip
+_SSE_DATA = {
+    "description": "The JSON in an event's `data:` line, by `event`",
+    "oneOf": [_ref(name) for name in _SSE_KINDS],
 }
 _SSE_EVENT = {
     "type": "object",
@@ -146,21 +187,94 @@ _SSE_EVENT = {
         "retry": {"type": "integer"},
     },
 }
-_VERSION = {
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_TAG_DIGEST = {
     "type": "object",
-    "required": ["current", "latest", "last_result"],
+    "required": ["tag", "digest"],
+    "properties": {"tag": _NULLABLE_STRING, "digest": _NULLABLE_STRING},
+}
+_SERVICE_STATE = {
+    "type": "string",
+    "description": "missing (no container: e.g. being recreated), or the engine's state: "
+    "running, restarting, created, exited, paused, dead",
+}
+_CHECK_FAILURE = {
+    "type": "object",
+    "required": ["error_key", "message", "at"],
+    "properties": {"error_key": {"type": "string"}, "message": {"type": "string"},
+                   "at": {"type": "string", "format": "date-time"}},
+}  # fmt: skip
+_LATEST = {
+    "type": "object",
+    "required": ["version", "channel", "services", "checked_at"],
     "properties": {
+        "version": {"type": "string"},
+        "channel": {"type": "string"},
+        "services": {"type": "object", "additionalProperties": {"type": "string"},
+                     "description": "per service: the release's image, name:tag@digest"},
+        "checked_at": {"type": "string", "format": "date-time"},
+    },
+}  # fmt: skip
+_VERSION_INFO = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["version", "current", "latest", "update_available", "services", "check",
+                 "last_result", "running", "blocked", "signatures"],
+    "properties": {
+        "version": {**_NULLABLE_STRING, "description": "the version the stack runs"},
         "current": {
             "type": "object",
-            "description": "per service: tag and digest of what runs now",
-            "additionalProperties": {"type": "object"},
+            "description": "per managed service: tag and digest of what runs now",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["tag", "digest", "image", "state", "health"],
+                "properties": {"tag": _NULLABLE_STRING, "digest": _NULLABLE_STRING,
+                               "image": _NULLABLE_STRING, "state": _SERVICE_STATE,
+                               "health": _NULLABLE_STRING},
+            },
         },
-        "latest": {
-            "description": "the newest release in the channel: version and per-service images",
-            "anyOf": [{"type": "object"}, {"type": "null"}],
+        "latest": {"description": "the newest release of the last successful check (null "
+                   "before one)", "anyOf": [_ref("LatestRelease"), {"type": "null"}]},
+        "update_available": {"type": "boolean",
+                             "description": "any service is behind `latest`, now"},
+        "services": {
+            "type": "object",
+            "description": "per managed service, as a UI shows a component",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["current", "latest", "update_available", "last_checked", "state"],
+                "properties": {
+                    "current": _TAG_DIGEST,
+                    "latest": {"anyOf": [_TAG_DIGEST, {"type": "null"}]},
+                    "update_available": {"type": "boolean"},
+                    "last_checked": {"anyOf": [{"type": "string", "format": "date-time"},
+                                               {"type": "null"}]},
+                    "state": _SERVICE_STATE,
+                },
+            },
         },
-        "last_result": _ref("LastResult"),
+        "check": {
+            "type": "object",
+            "description": "the release check: last success, and the last attempt's error",
+            "required": ["checked_at", "error"],
+            "properties": {
+                "checked_at": {"anyOf": [{"type": "string", "format": "date-time"},
+                                         {"type": "null"}]},
+                "error": {"anyOf": [_CHECK_FAILURE, {"type": "null"}]},
+            },
+        },
+        "last_result": {"anyOf": [_ref("LastResult"), {"type": "null"}]},
+        "running": {"anyOf": [_ref("RunningRun"), {"type": "null"}]},
+        "blocked": {"anyOf": [_ref("Blocked"), {"type": "null"}]},
+        "signatures": {"type": "array", "items": {"type": "object"},
+                       "description": "the signature verdicts of the last run"},
     },
+}  # fmt: skip
+_CHECK_ANSWER = {
+    "allOf": [_ref("LatestRelease")],
+    "type": "object",
+    "required": ["current_version", "update_available"],
+    "properties": {"current_version": _NULLABLE_STRING, "update_available": {"type": "boolean"}},
 }
 
 
@@ -188,16 +302,21 @@ def _operations() -> dict[str, dict[str, Any]]:
             "Cancel a run before it stops services (CanopyOS); 409 from `stop` on",
             {202: _json(_ref("RunRecord"), "Cancel accepted; the run ends `cancelled`")},
             (403, 404, 409), body=_ref("CancelRequest"))},
+        "/admin/update/acknowledge": {"post": _op(
+            "Acknowledge a run that ended `needs_intervention`: starts are allowed again",
+            {200: _json(_ref("RunRecord"), "The run, with `acknowledged` (who, when, note)")},
+            (400, 403, 404, 409), body=_ref("AcknowledgeRequest"))},
         "/admin/version": {"get": _op(
             "Current images per service, latest release, last result (CanopyOS)",
-            {200: _json(_VERSION, "Versions")}, (502, 503))},
+            {200: _json(_ref("VersionInfo"), "Versions")}, (502, 503))},
         "/admin/update/check": {"post": _op(
-            "Look for a new release now", {200: _json(_OBJECT, "The latest release")},
+            "Look for a new release now",
+            {200: _json(_ref("CheckAnswer"), "The latest release, compared with what runs")},
             (403, 502, 503), body=_EMPTY)},
         "/admin/update/plan": {"get": _op(
             "Dry run: what an update would change and what would block it",
             {200: _json(_OBJECT, "The plan")}, (400, 502, 503), params=[
-                _query("target_version", {"type": "string", "maxLength": 128},
+                _query("target_version", {"type": "string", "maxLength": MAX_VERSION_LENGTH},
                        "Version to plan for; default the latest"),
                 _query("force", {"type": "string", "enum": ["true", "false"]},
                        "Plan as if forced (downgrade, same version)")])},
@@ -255,7 +374,15 @@ def document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": _operations(),
         "components": {
-            "schemas": {**top["$defs"], "SSEEvent": _SSE_EVENT, "SSEData": _SSE_DATA},
+            "schemas": {
+                **top["$defs"],
+                "SSEEvent": _SSE_EVENT,
+                "SSEData": _SSE_DATA,
+                **{name: {"type": "object", **kind} for name, kind in _SSE_KINDS.items()},
+                "VersionInfo": _VERSION_INFO,
+                "LatestRelease": _LATEST,
+                "CheckAnswer": _CHECK_ANSWER,
+            },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

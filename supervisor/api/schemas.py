@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.update.models import RunRecord
 from supervisor.update.stages import Stage
+from supervisor.update.summary import Blocked, LastResult, RunningRun
 
 
 class _Body(BaseModel):
@@ -38,25 +39,42 @@ class CancelRequest(_Body):
     update_id: str = Field(max_length=128)
 
 
+class AcknowledgeRequest(_Body):
+    """``POST /admin/update/acknowledge``: who took over a ``needs_intervention`` run, and why."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    update_id: str = Field(max_length=128)
+    note: str = Field(default="", max_length=1000, description="recorded in history")
+    operator: str | None = Field(
+        default=None, max_length=128, description="who acknowledges (default: the caller kind)"
+    )
+
+
 class HistoryPage(_Body):
     runs: list[RunRecord] = Field(description="finished runs, newest first")
 
 
-class LastResult(_Body):
-    """The last run in one line: what the UI badge shows."""
+BadgeState = Literal[
+    "none", "running", "completed", "failed", "cancelled", "rolled_back", "needs_intervention"
+]
 
-    update_id: str | None = None
-    state: Literal[
-        "none", "running", "completed", "failed", "cancelled", "rolled_back", "needs_intervention"
-    ]
-    version: str | None = Field(None, description="the version the run went to (or tried)")
+
+class Badge(_Body):
+    """The badge in one line, and the two objects of ``/admin/version`` it is drawn from."""
+
+    state: BadgeState = Field(
+        description="`running` while a run is active, else the last result; `none` before"
+    )
+    version: str | None = Field(None, description="the version the run goes (or went) to")
     time: datetime | None = Field(None, description="when it ended, or started if running")
-
-
-class Badge(LastResult):
+    update_id: str | None = None
     label: str = "update"
     message: str
     color: str = Field(description="CSS colour: green, orange, red, blue or grey")
+    last_result: LastResult | None = Field(description="exactly as in /admin/version")
+    running: RunningRun | None = Field(description="exactly as in /admin/version")
+    blocked: Blocked | None = Field(description="exactly as in /admin/version")
 
 
 class Job(_Body):

@@ -3,11 +3,15 @@
 Restore overwrites live data, so over HTTP it is off unless ``SUPERVISOR_RESTORE_OVER_HTTP``
 is set (an operator decision); the CLI (``supervisor restore``) can always do it. Neither a
 manual snapshot nor a restore may run while an update does: the update takes its own snapshot
-and a restore under a running migration would leave an undefined database.
+and a restore under a running migration would leave an undefined database. Both take the
+cross-process stack lock (:mod:`supervisor.oplock`) *before* answering 202, so a CLI restore
+in the container, a recovery or an update holding it gets a 409 ``stack_busy`` naming the
+holder at once, and the job holds the lock until it ends (however it ends).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -17,10 +21,11 @@ from supervisor.snapshots.const import SnapshotReason
 
 from .body import read_json
 from .errors import RestoreDisabled
-from .keys import JOBS, SETTINGS, SNAPSHOTS, UPDATES
+from .jobs import JobKind
+from .keys import JOBS, SETTINGS, SNAPSHOTS, STACK_LOCK, UPDATES
 from .reply import reply
 from .schemas import SnapshotList
-from .snapshot_service import valid_snapshot_id
+from .snapshot_fields import valid_snapshot_id
 
 
 def _snapshot_id(request: web.Request) -> str:
@@ -40,6 +45,30 @@ def _refuse_while_updating(request: web.Request) -> None:
             f"update {record.update_id} is running ({record.state})",
             update_id=record.update_id,
         )
+
+
+async def _start_locked(
+    request: web.Request, kind: JobKind, work: Callable[[], Awaitable[dict[str, Any]]]
+) -> web.Response:
+    """Take the stack lock now (409 ``stack_busy`` if held), run ``work`` as a job under it."""
+    lock = request.app.get(STACK_LOCK)
+    if lock is None:  # an app without a lock (tests of the HTTP layer alone)
+        job = request.app[JOBS].start(kind, work)
+    else:
+        lease = await lock.acquire(kind, owner="server")
+
+        async def locked() -> dict[str, Any]:
+            try:
+                return await work()
+            finally:
+                lease.release()
+
+        try:
+            job = request.app[JOBS].start(kind, locked)
+        except BaseException:
+            lease.release()
+            raise
+    return reply(job, status=202, headers={"Location": f"/admin/jobs/{job.job_id}"})
 
 
 async def list_snapshots(request: web.Request) -> web.Response:
@@ -66,8 +95,7 @@ async def create_snapshot(request: web.Request) -> web.Response:
         manifest = await snapshots.create(SnapshotReason.MANUAL, None, images)
         return manifest.model_dump(mode="json")
 
-    job = request.app[JOBS].start("snapshot", work)
-    return reply(job, status=202, headers={"Location": f"/admin/jobs/{job.job_id}"})
+    return await _start_locked(request, "snapshot", work)
 
 
 async def restore_snapshot(request: web.Request) -> web.Response:
@@ -88,8 +116,7 @@ async def restore_snapshot(request: web.Request) -> web.Response:
         return {"snapshot_id": snapshot_id, "restored": True,
                 "manifest": manifest.model_dump(mode="json")}  # fmt: skip
 
-    job = request.app[JOBS].start("restore", work)
-    return reply(job, status=202, headers={"Location": f"/admin/jobs/{job.job_id}"})
+    return await _start_locked(request, "restore", work)
 
 
 async def get_job(request: web.Request) -> web.Response:

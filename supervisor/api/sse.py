@@ -4,14 +4,16 @@ Wire format (one event)::
 
     id: 7
     event: phase
-    data: {"event":"phase","state":"pull","message":"Pulling images","progress":5}
+    data: {"event":"phase","state":"pull","message":"Pulling images"}
 
 ``data`` repeats the ``event`` key (CanopyOS payload shape), so a client that only reads
 ``data`` still knows the kind. A new subscriber gets the run's history first, then live events;
-``Last-Event-ID: n`` resumes strictly after ``n``. The stream ends after the one ``result``
-event, also for a run that ended long ago (the history replays up to it). An idle stream gets
-a ``: keep-alive`` comment every ``ApiOptions.sse_keepalive`` seconds, which also notices a
-vanished client: its write fails and the subscription is closed quietly.
+``Last-Event-ID: n`` resumes strictly after ``n``, also across a restart of the sidecar (the
+ids come from the run's event file, :mod:`supervisor.update.events`). The stream ends after
+the one ``result`` event, also for a run that ended long ago (the history replays up to it),
+and a ``Last-Event-ID`` at or past the result gets it again: an ``EventSource`` stops. An
+idle stream gets a ``: keep-alive`` comment every ``ApiOptions.sse_keepalive`` seconds, which
+also notices a vanished client: its write fails and the subscription is closed quietly.
 
 The event iterator is advanced by a task that survives keep-alive timeouts (cancelling
 ``__anext__`` of an async generator would close it), and is always closed on the way out.

@@ -11,22 +11,39 @@ from __future__ import annotations
 from aiohttp import web
 
 from supervisor.exceptions import BadRequest, InvalidVersion, NotCancellable, NotFound
-from supervisor.update.models import StartRequest
+from supervisor.update.models import MAX_VERSION_LENGTH, StartRequest
 
-from .badge import last_result
-from .body import checked_update_id, query_bool, query_int, query_update_id, read_json, read_model
+from .body import (
+    checked_update_id,
+    query_bool,
+    query_int,
+    query_update_id,
+    read_json,
+    read_model,
+    read_object,
+    validated,
+)
 from .keys import OPTIONS, UPDATES
 from .reply import reply
-from .schemas import CancelRequest, HistoryPage, StartResponse
+from .schemas import AcknowledgeRequest, CancelRequest, HistoryPage, StartResponse
 
 # The CLI sets this so the run record says who asked; anything else counts as "api".
 TRIGGER_HEADER = "X-Supervisor-Trigger"
-MAX_VERSION_LENGTH = 128
+
+
+def check_version_length(value: object) -> None:
+    """A version longer than any tag can be is ``invalid_version`` on start and plan alike."""
+    if isinstance(value, str) and len(value) > MAX_VERSION_LENGTH:
+        raise InvalidVersion(
+            f"target_version: longer than {MAX_VERSION_LENGTH} characters ({len(value)})"
+        )
 
 
 async def start_update(request: web.Request) -> web.Response:
     """202 as soon as the run is journaled; progress is then polled or streamed."""
-    body = await read_model(request, StartRequest)
+    data = await read_object(request)
+    check_version_length(data.get("target_version"))
+    body = validated(data, StartRequest)
     trigger = "cli" if request.headers.get(TRIGGER_HEADER) == "cli" else "api"
     record = await request.app[UPDATES].start(body, trigger=trigger)
     answer = StartResponse(update_id=record.update_id, state=record.state)
@@ -57,12 +74,23 @@ async def cancel_update(request: web.Request) -> web.Response:
     return reply(record.public(), status=202)
 
 
+async def acknowledge_update(request: web.Request) -> web.Response:
+    """200 with the record, ``acknowledged`` set (who, when, note); starts are allowed again."""
+    body = await read_model(request, AcknowledgeRequest)
+    update_id = checked_update_id(body.update_id)
+    caller = "cli" if request.headers.get(TRIGGER_HEADER) == "cli" else "api"
+    by = body.operator or f"admin token ({caller})"
+    try:
+        record = await request.app[UPDATES].acknowledge(update_id, by, body.note)
+    except NotFound as err:
+        err.details.setdefault("update_id", update_id)
+        raise
+    return reply(record.public())
+
+
 async def version(request: web.Request) -> web.Response:
-    updates = request.app[UPDATES]
-    info = dict(await updates.version_info())
-    if "last_result" not in info:
-        info["last_result"] = last_result(updates)
-    return reply(info)
+    """Current per service, latest release, ``last_result`` and ``running`` (the badge's data)."""
+    return reply(await request.app[UPDATES].version_info())
 
 
 async def check_updates(request: web.Request) -> web.Response:
@@ -75,8 +103,7 @@ async def check_updates(request: web.Request) -> web.Response:
 
 async def plan_update(request: web.Request) -> web.Response:
     target = request.query.get("target_version") or None
-    if target is not None and len(target) > MAX_VERSION_LENGTH:
-        raise InvalidVersion(f"target_version: longer than {MAX_VERSION_LENGTH} characters")
+    check_version_length(target)
     force = query_bool(request, "force")
     return reply(await request.app[UPDATES].plan(target, force))
 

@@ -30,6 +30,7 @@ COMMANDS: dict[str, Command] = {
     "snapshots": commands_read.snapshots,
     "restore": commands_local.restore,
     "rollback": commands_update.rollback,
+    "acknowledge": commands_update.acknowledge,
     "verify": commands_local.verify,
     "freeze": commands_local.freeze,
     "unfreeze": commands_local.unfreeze,

@@ -2,24 +2,24 @@
 
 Restoring overwrites live databases, so it is a local operator action by default (HTTP
 restore is off unless configured); ``--remote`` uses the API when it is enabled there. A local
-restore refuses while the sidecar reports a running update and holds the freeze file while it
-works, so the periodic check cannot start an update underneath it.
+restore takes the cross-process stack lock (:mod:`supervisor.oplock`) first, so it is refused
+while the server updates, recovers or restores, and the server's writers wait for it; it also
+refuses while the sidecar reports a running update and holds the freeze file while it works,
+so the periodic check does not even try to start an update underneath it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 from supervisor.client import SidecarUnreachable
-from supervisor.exceptions import BadRequest, NoUpdate, UpdateRunning
+from supervisor.exceptions import NoUpdate, UpdateRunning
 from supervisor.signatures.models import Policy
+from supervisor.statedir import atomic_write
 
-from . import wiring
 from .context import CliContext
 from .exit_codes import ExitCode
 
@@ -42,14 +42,18 @@ async def restore(ctx: CliContext) -> int:
         ctx.err.print(f"restored {snapshot_id}")
         return ExitCode.OK
     settings = ctx.settings()
-    await _refuse_if_updating(ctx)
-    services = wiring.build_services(settings, serving=False)
-    with _frozen(settings.freeze_file, f"restoring snapshot {snapshot_id}"):
-        async with AsyncExitStack() as stack:
-            for lifespan in services.lifespans:
-                await stack.enter_async_context(lifespan())
-            with ctx.err.status(f"restoring {snapshot_id} …"):
-                await services.snapshots.restore(snapshot_id)
+    # The stack lock first: refused at once, before anything is frozen or touched, while the
+    # server updates, recovers or restores (StackBusy names who holds it).
+    async with (
+        ctx.runtime(settings) as runtime,
+        runtime.stack_lock.hold("restore", owner="cli"),
+    ):
+        await _refuse_if_updating(ctx)
+        with (
+            _frozen(settings.freeze_file, f"restoring snapshot {snapshot_id}"),
+            ctx.err.status(f"restoring {snapshot_id} …"),
+        ):
+            await runtime.snapshots.restore(snapshot_id)
     if ctx.json:
         ctx.emit_json({"snapshot_id": snapshot_id, "restored": True, "exit_code": 0})
     else:
@@ -62,7 +66,7 @@ async def _refuse_if_updating(ctx: CliContext) -> None:
         async with ctx.client() as client:
             record = await client.status()
     except SidecarUnreachable:
-        ctx.err.print("the sidecar does not answer; restoring without asking it")
+        ctx.err.print("the sidecar does not answer; restoring under the stack lock")
         return
     except NoUpdate:
         return
@@ -85,9 +89,7 @@ def _frozen(path: Path, reason: str) -> Iterator[None]:
 
 def write_freeze(path: Path, reason: str) -> None:
     text = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {reason}\n"
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write(path, text.encode())
 
 
 async def freeze(ctx: CliContext) -> int:
@@ -114,13 +116,8 @@ async def unfreeze(ctx: CliContext) -> int:
 async def verify(ctx: CliContext) -> int:
     """Whether IMAGE (``name@sha256:…``) carries a signature the configured keys or identity
     trust, checked as under ``enforce`` whatever the service policy: 0 verified, 4 not."""
-    services = wiring.build_services(ctx.settings(), serving=False)
-    if services.verifier is None:
-        raise BadRequest("no image verifier is configured in this build")
-    async with AsyncExitStack() as stack:
-        for lifespan in services.lifespans:
-            await stack.enter_async_context(lifespan())
-        verdict = await services.verifier.verify_image(ctx.args.image, Policy.ENFORCE)
+    async with ctx.runtime(ctx.settings()) as runtime:
+        verdict = await runtime.signatures.verify_image(ctx.args.image, Policy.ENFORCE)
     code = ExitCode.OK if verdict.verified else ExitCode.FAILED
     if ctx.json:
         ctx.emit_json({**verdict.model_dump(mode="json"), "exit_code": int(code)})

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box, filesize
 from rich.table import Table
 
-from supervisor.api.snapshot_service import manifest_id
+from supervisor.api.snapshot_fields import manifest_id
 from supervisor.update.models import RunRecord
+from supervisor.update.stages import Stage
 
 from .context import CliContext
 from .exit_codes import ExitCode
@@ -29,7 +31,10 @@ async def status(ctx: CliContext) -> int:
 
 def print_record(ctx: CliContext, record: RunRecord, log_lines: int = 10) -> None:
     out = ctx.out
-    out.print(f"update {record.update_id}: {record.state} ({record.progress}%) {record.phase}")
+    out.print(
+        f"update {record.update_id}: {record.state} ({record.progress}%) {phase_text(record)}",
+        markup=False,
+    )
     out.print(f"  {record.from_version or '?'} → {record.target_version or '?'}", markup=False)
     out.print(f"  started {record.started_at:%Y-%m-%d %H:%M:%S}Z", markup=False)
     if record.finished_at:
@@ -38,6 +43,22 @@ def print_record(ctx: CliContext, record: RunRecord, log_lines: int = 10) -> Non
         out.print(f"  error in {record.error.stage}: {record.error.message}", markup=False)
     for line in record.log_tail[-log_lines:]:
         out.print(f"  | {line}", markup=False)
+
+
+def phase_text(record: RunRecord) -> str:
+    """The phase as the record's stages tell it: ``needs_intervention`` says which undo failed.
+
+    A run whose restart failed in ``stop`` never rolled back, so it must not read "Rollback
+    failed" (older journals carry that text for every ``needs_intervention``).
+    """
+    if record.state is not Stage.NEEDS_INTERVENTION:
+        return record.phase
+    reached = {timing.stage for timing in record.stages}
+    if Stage.ROLLBACK in reached:
+        return "Rollback failed: operator intervention needed"
+    if reached & {Stage.MIGRATE, Stage.RECREATE, Stage.HEALTHCHECK}:
+        return "Stopped half-way: operator intervention needed"
+    return "Restarting the stopped services failed: operator intervention needed"
 
 
 async def history(ctx: CliContext) -> int:
@@ -83,21 +104,28 @@ async def plan(ctx: CliContext) -> int:
     )
     services = answer.get("services") or {}
     if isinstance(services, dict) and services:
-        table = Table("service", "current", "target", "changes", "signature")
+        # Tags and short digests: full references (127.0.0.1:5000/acme/app@sha256:…) do not
+        # fit 80 columns, and the repository is the same on both sides anyway.
+        table = Table("service", "current", "target", "changes", "signature",
+                      box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))  # fmt: skip
+        for column in table.columns[:4]:
+            column.no_wrap = True
         for name, item in services.items():
-            signature = item.get("signature") or {}
             table.add_row(
                 name,
-                _cell(item.get("current_digest") or item.get("current_image")),
-                _cell(item.get("target_digest")),
+                tag_and_digest(item.get("current_version"), item.get("current_digest"),
+                               item.get("current_image")),
+                tag_and_digest(answer.get("target_version"), item.get("target_digest"),
+                               item.get("target_image")),
                 "yes" if item.get("changes") else "no",
-                f"{signature.get('policy', '?')}: {signature.get('reason', '?')}",
-            )
+                signature_cell(item.get("signature") or {}),
+            )  # fmt: skip
         ctx.out.print(table)
+    estimate = answer.get("estimated_backup_bytes")
+    size = filesize.decimal(estimate) if isinstance(estimate, int) else "unknown"
     ctx.out.print(
         f"migrations: {'yes' if answer.get('migrations') else 'no'}, rehearsal: "
-        f"{'yes' if answer.get('rehearsal') else 'no'}, estimated backup: "
-        f"{_cell(answer.get('estimated_backup_bytes'))} bytes",
+        f"{'yes' if answer.get('rehearsal') else 'no'}, estimated backup: {size}",
         markup=False,
     )
     for blocker in answer.get("blockers") or []:
@@ -123,6 +151,7 @@ async def snapshots(ctx: CliContext) -> int:
         ctx.emit_json({"snapshots": manifests})
         return ExitCode.OK
     table = Table("snapshot", "reason", "created", "run")
+    table.columns[0].no_wrap = True  # the id is what `supervisor restore` needs: never cut it
     for manifest in manifests:
         table.add_row(
             manifest_id(manifest),
@@ -131,6 +160,34 @@ async def snapshots(ctx: CliContext) -> int:
         )  # fmt: skip
     ctx.out.print(table if manifests else "no snapshots")
     return ExitCode.OK
+
+
+def signature_cell(verdict: dict[str, Any]) -> str:
+    """The verdict in a word or two (the reason in full is in ``--json`` and the run log)."""
+    policy = verdict.get("policy", "?")
+    if policy == "off":
+        return "off"
+    if verdict.get("verified"):
+        return "ok"
+    return "REFUSED" if policy == "enforce" else "unverified"
+
+
+def short_digest(reference: object) -> str:
+    """``name@sha256:3f2a…`` → ``3f2a9c1b7d4e`` (12 hex digits, as ``docker images`` shows)."""
+    if not isinstance(reference, str) or not reference:
+        return ""
+    digest = reference.rsplit("@", 1)[-1]
+    return digest.split(":", 1)[-1][:12] if ":" in digest else ""
+
+
+def tag_and_digest(tag: object, digest: object, image: object = None) -> str:
+    """``1.4.2 @3f2a9c1b7d4e``; the tag from the image reference when no version is known."""
+    if not tag and isinstance(image, str) and "@" not in image:
+        last = image.rsplit("/", 1)[-1]
+        tag = last.rsplit(":", 1)[1] if ":" in last else None
+    short = short_digest(digest)
+    text = str(tag) if tag else "?"
+    return f"{text} @{short}" if short else text
 
 
 def _cell(value: Any) -> str:

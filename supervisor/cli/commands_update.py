@@ -56,6 +56,21 @@ async def rollback(ctx: CliContext) -> int:
         return await follow_run(ctx, client, accepted.update_id)
 
 
+async def acknowledge(ctx: CliContext) -> int:
+    """Record that an operator took over a ``needs_intervention`` run; unblocks updates."""
+    update_id = ctx.args.update_id
+    async with ctx.client() as client:
+        record = await client.status(update_id)
+        if not ctx.args.yes:
+            ctx.err.print(record.error.message if record.error else f"{update_id}: {record.state}")
+            if not await ctx.confirm(f"Acknowledge {update_id} and allow updates again?"):
+                ctx.err.print("not acknowledged")
+                return ExitCode.REFUSED
+        done = await client.acknowledge(update_id, ctx.args.note, ctx.args.operator or "cli")
+    print_record(ctx, done)
+    return ExitCode.OK
+
+
 async def follow_run(ctx: CliContext, client: SupervisorClient, update_id: str) -> int:
     if ctx.args.detach:
         if ctx.json:

@@ -5,6 +5,10 @@ They share the ``SUPERVISOR_`` prefix with the sidecar's settings, whose loader 
 names, so :meth:`CliContext.settings_env` removes them before ``serve`` or a local command
 loads the settings. Without a token file option, the sidecar's own admin (then read) token file
 is used, so ``docker compose exec supervisor supervisor status`` needs no extra option.
+
+``serve`` and the local commands get the sidecar's object graph from :meth:`CliContext.runtime`
+(:func:`supervisor.services.build_runtime`); tests plug fakes of the adapters in through
+``open_runtime``, the way an httpx client takes a transport.
 """
 
 from __future__ import annotations
@@ -14,29 +18,28 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 
 from supervisor.client import SupervisorClient
 from supervisor.config import Settings, load_settings
-from supervisor.exceptions import SupervisorError
+from supervisor.exceptions import SupervisorError, UsageError
 
 from .exit_codes import ExitCode, for_error
+
+if TYPE_CHECKING:
+    from supervisor.services import Runtime
+
+RuntimeFactory = Callable[[Settings], AbstractAsyncContextManager["Runtime"]]
 
 CLI_VARIABLES = ("SUPERVISOR_URL", "SUPERVISOR_TOKEN_FILE")
 TOKEN_FALLBACKS = ("SUPERVISOR_ADMIN_TOKEN_FILE", "SUPERVISOR_READ_TOKEN_FILE")
 DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-class UsageError(SupervisorError):
-    """Bad options or an unreadable token file (exit code 2)."""
-
-    status = 400
-    error_key = "usage"
 
 
 @dataclass
@@ -46,6 +49,7 @@ class CliContext:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    open_runtime: RuntimeFactory | None = None  # None: the real adapters from the settings
 
     def __post_init__(self) -> None:
         self.out = Console(file=self.stdout, highlight=False, soft_wrap=True)
@@ -75,6 +79,14 @@ class CliContext:
 
     def settings(self) -> Settings:
         return load_settings(self.settings_env())
+
+    def runtime(self, settings: Settings) -> AbstractAsyncContextManager[Runtime]:
+        """The sidecar's object graph for ``serve`` and the local commands (``async with``)."""
+        if self.open_runtime is not None:
+            return self.open_runtime(settings)
+        from supervisor.services import build_runtime  # aiodocker & co. only when needed
+
+        return build_runtime(settings)
 
     # --- output ----------------------------------------------------------------------
     def emit_json(self, data: Any) -> None:

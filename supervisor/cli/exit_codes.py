@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from supervisor.api.errors import http_status
 from supervisor.client import SidecarUnreachable
 from supervisor.exceptions import ConfigError, SupervisorError
 from supervisor.update.stages import Stage
@@ -54,4 +55,4 @@ def for_error(err: SupervisorError) -> ExitCode:
         return ExitCode.UNREACHABLE
     if isinstance(err, ConfigError) or err.error_key == "usage":
         return ExitCode.USAGE
-    return ExitCode.REFUSED if 400 <= err.status < 500 else ExitCode.FAILED
+    return ExitCode.REFUSED if 400 <= http_status(err) < 500 else ExitCode.FAILED

@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     _changing(restore, follow=False)
 
+    acknowledge = add(
+        "acknowledge", "take over a run that ended needs_intervention; updates may start again"
+    )
+    acknowledge.add_argument("update_id", metavar="ID", help="the run id (supervisor status)")
+    acknowledge.add_argument("--note", default="", help="what you did; recorded in history")
+    acknowledge.add_argument("--operator", help="who you are (default: cli)")
+    _changing(acknowledge, follow=False)
+
     rollback = add("rollback", "go back to the version before the last completed update")
     _changing(rollback)
 

@@ -1,7 +1,8 @@
 """The live display of a run for people: stage, overall percentage, pulled bytes, log lines.
 
 Fed the run's SSE events (``phase``/``progress``/``log``/``result``). Progress events that carry
-``bytes_done``/``bytes_total`` (pull, backup) drive a second bar with transfer sizes. On a
+``bytes_done``/``bytes_total`` (during ``pull``; with the ``image``) drive a second bar with
+transfer sizes in human units. On a
 terminal it redraws in place; redirected to a file, rich prints the final state once.
 """
 
@@ -77,13 +78,22 @@ class RunProgress:
         done, total = data.get("bytes_done"), data.get("bytes_total")
         if not isinstance(done, int) or not isinstance(total, int) or total <= 0:
             return
-        label = f"{data.get('stage', '')} {data.get('image', '')}".strip()
+        label = f"{data.get('state', '')} {_short_image(data.get('image'))}".strip()
         detail = f"{filesize.decimal(done)} / {filesize.decimal(total)}"
         if self._transfer is None:
             self._transfer = self._progress.add_task(label, total=total, detail=detail)
         self._progress.update(
             self._transfer, description=f"  {label}", completed=done, total=total, detail=detail
         )
+
+
+def _short_image(image: object) -> str:
+    """``127.0.0.1:5000/acme/app@sha256:3f2a…`` → ``app@3f2a9c1b7d4e``: fits next to a bar."""
+    if not isinstance(image, str) or not image:
+        return ""
+    name, _, digest = image.partition("@")
+    name = name.rsplit("/", 1)[-1]
+    return f"{name}@{digest.split(':', 1)[-1][:12]}" if digest else name
 
 
 def _percent(value: object, fallback: float) -> float:

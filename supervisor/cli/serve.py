@@ -1,10 +1,11 @@
 """``supervisor serve``: the sidecar process.
 
-Loads and checks the settings (refusing to start on any problem, each named), builds the
-services (:func:`wiring.build_services`), serves the API and runs the services' lifetimes
-(recovery, periodic check) through the app's ``cleanup_ctx``, until SIGTERM or SIGINT; then
-shuts down gracefully: open SSE streams end, in-flight requests finish (up to
-``SHUTDOWN_TIMEOUT``), background jobs are cancelled, lifetimes are left in reverse order.
+Loads and checks the settings (refusing to start on any problem, each named), opens the
+object graph (:func:`supervisor.services.build_runtime`: the network clients live exactly as
+long as this ``async with``), serves the API and runs the serving lifetime (recovery, periodic
+check) through the app's ``cleanup_ctx``, until SIGTERM or SIGINT; then shuts down gracefully:
+open SSE streams end, in-flight requests finish (up to ``SHUTDOWN_TIMEOUT``), background jobs
+are cancelled, the lifetime is left, and only then are the clients closed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from aiohttp import web
 from supervisor.api import create_app
 from supervisor.config import Settings, check_directories, check_files
 from supervisor.exceptions import ConfigError
+from supervisor.statedir import warn_if_exposed
 
-from . import wiring
 from .context import CliContext
 from .exit_codes import ExitCode
 
@@ -40,15 +41,17 @@ async def serve(ctx: CliContext) -> int:
         )
     check_directories(settings)
     check_files(settings)
-    services = wiring.build_services(settings, serving=True)
-    app = create_app(
-        settings,
-        services.updates,
-        services.snapshots,
-        registry=services.registry,
-        lifespans=services.lifespans,
-    )
-    await run_app(app, settings)
+    warn_if_exposed([settings.state_dir, settings.backup_dir])  # logged, not refused
+    async with ctx.runtime(settings) as runtime:
+        app = create_app(
+            settings,
+            runtime.manager,
+            runtime.snapshots,
+            lifespans=[runtime.serving],
+            stack_lock=runtime.stack_lock,
+            damage=runtime.damage,
+        )
+        await run_app(app, settings)
     return ExitCode.OK
 
 

@@ -106,6 +106,16 @@ class SupervisorClient:
         data = await self._call("POST", "/admin/update/cancel", json={"update_id": update_id})
         return RunRecord.model_validate(data)
 
+    async def acknowledge(
+        self, update_id: str, note: str = "", operator: str | None = None
+    ) -> RunRecord:
+        """Take over a ``needs_intervention`` run (admin); never retried."""
+        body: dict[str, Any] = {"update_id": update_id, "note": note}
+        if operator:
+            body["operator"] = operator
+        data = await self._call("POST", "/admin/update/acknowledge", json=body, retry=False)
+        return RunRecord.model_validate(data)
+
     async def version(self) -> dict[str, Any]:
         return dict(await self._call("GET", "/admin/version"))
 

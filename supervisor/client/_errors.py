@@ -13,15 +13,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import supervisor.api.errors  # noqa: F401  (registers the API's own error keys)
-from supervisor.exceptions import APIError, SupervisorError
+from supervisor.api.errors import http_status
+from supervisor.exceptions import APIError, SidecarUnreachable, SupervisorError
 
-
-class SidecarUnreachable(SupervisorError):
-    """No answer from the sidecar (refused, reset, timed out) after the retries."""
-
-    status = 503
-    error_key = "sidecar_unreachable"
+__all__ = ["SidecarUnreachable", "error_from_answer"]
 
 
 def _subclasses(cls: type[SupervisorError]) -> list[type[SupervisorError]]:
@@ -34,7 +29,7 @@ def _subclasses(cls: type[SupervisorError]) -> list[type[SupervisorError]]:
 @cache
 def _by_key() -> dict[tuple[str, int], type[SupervisorError]]:
     """(error_key, status) → class; subclasses after their parents, so the specific wins."""
-    return {(cls.error_key, cls.status): cls for cls in _subclasses(SupervisorError)}
+    return {(cls.error_key, http_status(cls)): cls for cls in _subclasses(SupervisorError)}
 
 
 @cache

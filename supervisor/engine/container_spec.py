@@ -37,6 +37,9 @@ _CONTAINER_ONLY_KEYS = (
 # Config keys an image provides a default for: kept only when overridden.
 _IMAGE_DEFAULT_KEYS = ("User", "WorkingDir", "StopSignal", "Healthcheck", "Shell")
 _SPECIAL_NETWORK_MODES = ("host", "none", "default", "bridge")
+# On a container recreated from a retained container's recorded spec: the id of
+# the container it replaces (see restore_spec).
+RESTORED_FROM_LABEL = "supervisor.restored-from"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,30 @@ def one_shot_spec(
     host_config["AutoRemove"] = False
     host_config["PortBindings"] = {}
     spec.body["Labels"]["com.docker.compose.oneoff"] = "True"
+    return spec
+
+
+def restore_spec(old: JSON, old_image: JSON) -> CreateSpec:
+    """The create body that brings ``old`` back as it was, from its own image.
+
+    Recorded before a recreate touches anything, so a rollback can create the
+    old container again if it was removed by hand. The same image supplies every
+    default that :func:`build_create_spec` leaves out, so the result is the old
+    container's configuration. Its labels are the old ones (no run label of the
+    run that retires it) plus :data:`RESTORED_FROM_LABEL`, which lets a rollback
+    interrupted after the create recognise its own container.
+    """
+    config: JSON = old.get("Config") or {}
+    spec = build_create_spec(old, old_image, str(config.get("Image") or old["Image"]),
+                             old["Image"], run_id="")  # fmt: skip
+    labels: dict[str, str] = spec.body["Labels"]
+    old_labels: dict[str, str] = config.get("Labels") or {}
+    for key in (RUN_LABEL, COMPOSE_IMAGE_LABEL):
+        if key in old_labels:
+            labels[key] = old_labels[key]
+        else:
+            labels.pop(key, None)
+    labels[RESTORED_FROM_LABEL] = old["Id"]
     return spec
 
 

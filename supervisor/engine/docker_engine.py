@@ -3,7 +3,9 @@
 ::
 
     update run ──Engine protocol──▶ DockerEngine ──aiodocker──▶ docker-proxy ──▶ dockerd
-                                        ├─ discovery, pull, stop/start, recreate (here)
+                                        ├─ discovery, pull, stop/start (here)
+                                        ├─ recreate and restore (docker_retained)
+                                        ├─ ensure stopped / running (docker_lifecycle)
                                         ├─ exec and one-shot jobs (docker_jobs)
                                         └─ health gate (docker_health)
 
@@ -24,6 +26,7 @@ from typing import Any
 
 import aiodocker
 import aiohttp
+from aiodocker.containers import DockerContainer
 
 from supervisor.const import (
     COMPOSE_ONEOFF_LABEL,
@@ -34,8 +37,14 @@ from supervisor.const import (
     RUN_LABEL,
     Role,
 )
-from supervisor.engine import docker_files, docker_health, docker_jobs
-from supervisor.engine.container_spec import build_create_spec
+from supervisor.engine import (
+    docker_files,
+    docker_health,
+    docker_jobs,
+    docker_lifecycle,
+    docker_retained,
+    docker_scratch,
+)
 from supervisor.engine.docker_errors import engine_call, translate_pull
 from supervisor.engine.models import (
     ExecResult,
@@ -47,6 +56,7 @@ from supervisor.engine.models import (
 from supervisor.engine.ordering import depends_on_from_label
 from supervisor.engine.protocol import OutputSink, ProgressCallback
 from supervisor.engine.pull_progress import PullTracker
+from supervisor.engine.sandbox import Sandbox
 from supervisor.exceptions import EngineNotFound, InvalidReference
 from supervisor.reference import ImageReference
 
@@ -82,7 +92,7 @@ class DockerEngine:
 
     async def inspect_container(self, container_id: str) -> JSON:
         async with engine_call(f"inspecting container {container_id[:12]}", self.url):
-            data: JSON = await self._docker._query_json(f"containers/{container_id}/json")
+            data: JSON = await self._docker.containers.container(container_id).show()
         return data
 
     async def inspect_image(self, image: str) -> JSON:
@@ -111,9 +121,7 @@ class DockerEngine:
         roles = roles or {}
         filters = json.dumps({"label": [f"{COMPOSE_PROJECT_LABEL}={project}"]})
         async with engine_call(f"listing the containers of project {project}", self.url):
-            listed = await self._docker._query_json(
-                "containers/json", params={"all": "1", "filters": filters}
-            )
+            listed = _listed(await self._docker.containers.list(all=True, filters=filters))
         image_cache: dict[str, JSON] = {}
         by_service: dict[str, list[ServiceContainer]] = {}
         depends: dict[str, tuple[str, ...]] = {}
@@ -146,9 +154,7 @@ class DockerEngine:
             {"label": [f"{COMPOSE_PROJECT_LABEL}={project}", f"{RUN_LABEL}={run_id}"]}
         )
         async with engine_call(f"listing the containers of run {run_id}", self.url):
-            listed = await self._docker._query_json(
-                "containers/json", params={"all": "1", "filters": filters}
-            )
+            listed = _listed(await self._docker.containers.list(all=True, filters=filters))
         found = []
         for entry in listed:
             try:
@@ -212,26 +218,20 @@ class DockerEngine:
     # --- lifecycle ------------------------------------------------------------------
 
     async def stop(self, container_id: str, timeout: float) -> None:
-        async with (
-            engine_call(f"stopping container {container_id[:12]}", self.url),
-            self._docker._query(
-                f"containers/{container_id}/stop",
-                method="POST",
-                params={"t": str(int(timeout))},
-                timeout=aiohttp.ClientTimeout(total=timeout + 30),
-            ),
-        ):
-            pass
+        async with engine_call(f"stopping container {container_id[:12]}", self.url):
+            await self._docker.containers.container(container_id).stop(
+                t=int(timeout), timeout=aiohttp.ClientTimeout(total=timeout + 30)
+            )
 
     async def start(self, container_id: str) -> None:
         async with engine_call(f"starting container {container_id[:12]}", self.url):
             await self._docker.containers.container(container_id).start()
 
-    async def _rename(self, container_id: str, name: str) -> None:
+    async def rename(self, container_id: str, name: str) -> None:
         async with engine_call(f"renaming container {container_id[:12]} to {name}", self.url):
             await self._docker.containers.container(container_id).rename(name)
 
-    async def _set_restart_policy(self, container_id: str, policy: Mapping[str, Any]) -> None:
+    async def set_restart_policy(self, container_id: str, policy: Mapping[str, Any]) -> None:
         async with engine_call(f"updating container {container_id[:12]}", self.url):
             await self._docker._query_json(
                 f"containers/{container_id}/update",
@@ -255,63 +255,44 @@ class DockerEngine:
         try:
             for network, endpoint in extra_networks.items():
                 async with engine_call(f"connecting {name} to network {network}", self.url):
-                    await self._docker._query_json(
-                        f"networks/{network}/connect",
-                        method="POST",
-                        data=json.dumps({"Container": created.id, "EndpointConfig": endpoint}),
-                    )
+                    joined = await self._docker.networks.get(network)
+                    await joined.connect({"Container": created.id, "EndpointConfig": endpoint})
         except BaseException:
             await asyncio.shield(self._remove(created.id))
             raise
         return str(created.id)
 
+    async def prepare_recreate(self, container_id: str, run_id: str) -> RetainedContainer:
+        return await docker_retained.prepare_recreate(self, container_id, run_id)
+
     async def recreate(
         self, container_id: str, image: str, run_id: str, stop_timeout: float
     ) -> RetainedContainer:
-        old = await self.inspect_container(container_id)
-        old_image = await self.inspect_image(old["Image"])
-        new_image = await self.inspect_image(image)
-        spec = build_create_spec(old, old_image, image, new_image["Id"], run_id)
-        name = old["Name"].lstrip("/")
-        retained = RetainedContainer(
-            service=old["Config"]["Labels"].get(COMPOSE_SERVICE_LABEL, name),
-            name=name,
-            new_id="",
-            old_id=old["Id"],
-            old_name=f"{name}{RETAINED_SUFFIX}{run_id}",
-            old_restart_policy=dict(old["HostConfig"].get("RestartPolicy") or {"Name": "no"}),
-            old_was_running=bool(old["State"]["Running"]),
-        )
-        await self._rename(retained.old_id, retained.old_name)
-        new_id = ""
-        try:
-            await self._set_restart_policy(retained.old_id, {"Name": "no"})
-            if retained.old_was_running:
-                await self.stop(retained.old_id, stop_timeout)
-            new_id = await self.create_container(spec.body, name, spec.extra_networks)
-            await self.start(new_id)
-        except BaseException:
-            _LOGGER.warning("recreating %s failed; putting the old container back", name)
-            undo = RetainedContainer(**{**retained.__dict__, "new_id": new_id})
-            await asyncio.shield(self.restore_retained(undo, start=retained.old_was_running))
-            raise
-        _LOGGER.info("recreated %s from %s (old kept as %s)", name, image, retained.old_name)
-        return RetainedContainer(**{**retained.__dict__, "new_id": new_id})
+        return await docker_retained.recreate(self, container_id, image, run_id, stop_timeout)
 
-    async def restore_retained(self, retained: RetainedContainer, start: bool = True) -> None:
-        """Idempotent: safe to call again after a crash half-way through."""
-        if retained.new_id:
-            await self._remove(retained.new_id)
-        current = await self.inspect_container(retained.old_id)
-        if current["Name"].lstrip("/") != retained.name:
-            await self._rename(retained.old_id, retained.name)
-        await self._set_restart_policy(retained.old_id, retained.old_restart_policy)
-        if start and not current["State"]["Running"]:
-            await self.start(retained.old_id)
+    async def restore_retained(
+        self, retained: RetainedContainer, start: bool = True, stop_timeout: float = 10.0
+    ) -> ServiceContainer:
+        return await docker_retained.restore_retained(self, retained, start, stop_timeout)
 
     async def discard_retained(self, retained: RetainedContainer) -> None:
         # Volumes are kept: the new container uses the anonymous ones it inherited.
         await self._remove(retained.old_id)
+
+    async def ensure_stopped(self, container_id: str, timeout: float) -> None:
+        await docker_lifecycle.ensure_stopped(self, container_id, timeout)
+
+    async def ensure_running(
+        self,
+        container_id: str,
+        timeout: float,
+        *,
+        stop_timeout: float | None = None,
+        settle: float = docker_lifecycle.SETTLE_SECONDS,
+    ) -> ServiceContainer:
+        return await docker_lifecycle.ensure_running(
+            self, container_id, timeout, stop_timeout=stop_timeout, settle=settle
+        )
 
     # --- jobs and health (see docker_jobs / docker_health) --------------------------
 
@@ -366,6 +347,27 @@ class DockerEngine:
             name=name, uid=uid, gid=gid, mode=mode, timeout=timeout,
         )  # fmt: skip
 
+    # --- the rehearsal sandbox (see docker_scratch) ----------------------------------
+
+    async def create_sandbox(self, postgres_id: str, project: str, run_id: str) -> Sandbox:
+        return await docker_scratch.create_sandbox(self, postgres_id, project, run_id)
+
+    async def run_one_shot_in_sandbox(
+        self,
+        sandbox: Sandbox,
+        template_id: str,
+        image: str,
+        run_id: str,
+        timeout: float,
+        command: Sequence[str] | None = None,
+    ) -> OneShotResult:
+        return await docker_scratch.run_one_shot_in_sandbox(
+            self, sandbox, template_id, image, run_id, timeout, command
+        )
+
+    async def remove_sandboxes(self, project: str, run_id: str) -> list[str]:
+        return await docker_scratch.remove_sandboxes(self, project, run_id)
+
     async def logs_tail(self, container_id: str, lines: int = 30) -> str:
         async with engine_call(f"reading logs of {container_id[:12]}", self.url):
             chunks = await self._docker.containers.container(container_id).log(
@@ -410,3 +412,9 @@ def _role_from_labels(containers: Sequence[ServiceContainer]) -> Role | None:
                 "container %s has unknown %s=%r; ignored", container.name, ROLE_LABEL, value
             )
     return None
+
+
+def _listed(containers: list[DockerContainer]) -> list[JSON]:
+    """The fields of a ``containers/json`` listing the discovery reads (aiodocker's public
+    ``containers.list`` returns objects that only offer item access)."""
+    return [{key: c[key] for key in ("Id", "Names", "Labels") if key in c} for c in containers]

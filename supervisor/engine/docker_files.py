@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING
 import aiohttp
 
 from supervisor.engine.docker_errors import engine_call
-from supervisor.exceptions import EngineError, JobTimeout
+from supervisor.exceptions import JobTimeout, LocalFileChanged
 
 if TYPE_CHECKING:
     from supervisor.engine.docker_engine import DockerEngine
@@ -40,10 +40,6 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 CHUNK_BYTES = 4 * 1024 * 1024
 BLOCK = tarfile.BLOCKSIZE  # 512
-
-
-class LocalFileChanged(EngineError):
-    """The file shrank or could not be read while it was being sent."""
 
 
 def tar_header(name: str, size: int, mode: int, uid: int, gid: int, mtime: float) -> bytes:

@@ -5,6 +5,13 @@ passes its first checks and crashes a few seconds later (the fake app's 1.4.0)
 would pass a gate that only waits for ``healthy``. So after ``healthy`` the
 container must stay healthy, running and un-restarted for the stability window.
 A container without a healthcheck counts as healthy while it runs.
+
+The gate fails fast: ``unhealthy`` is Docker's own verdict (the image's
+healthcheck failed ``retries`` times in a row after its start period), and an
+exited, dead or restarting container will not become healthy by waiting, so
+any of these raises at the next poll instead of after ``timeout``. Only
+``starting`` is waited for. (Before this, every bad release waited the whole
+``health_timeout`` before its rollback began.)
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from tenacity import (
     AsyncRetrying,
     RetryError,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_delay,
     wait_fixed,
 )
@@ -36,6 +44,10 @@ class _NotYetHealthy(Exception):
         self.state = state
 
 
+class _Unhealthy(_NotYetHealthy):
+    """Docker's verdict, not a phase: never retried."""
+
+
 def _health_log(state: dict[str, Any]) -> str:
     entries = (state.get("Health") or {}).get("Log") or []
     return entries[-1].get("Output", "").strip()[-500:] if entries else ""
@@ -47,6 +59,7 @@ async def wait_healthy(
     first = await engine.inspect_container(container_id)
     name = first["Name"].lstrip("/")
     baseline = (int(first.get("RestartCount", 0)), first["State"].get("StartedAt"))
+    started = time.monotonic()
 
     async def check() -> dict[str, Any]:
         data = await engine.inspect_container(container_id)
@@ -57,12 +70,14 @@ async def wait_healthy(
                 f"last exit code {state.get('ExitCode')})",
                 logs=await engine.logs_tail(container_id),
             )
-        if not state.get("Running"):
+        if state.get("Restarting") or not state.get("Running"):
             raise HealthCheckFailed(
                 f"{name} is {state.get('Status')} (exit code {state.get('ExitCode')})",
                 logs=await engine.logs_tail(container_id),
             )
         health = (state.get("Health") or {}).get("Status")
+        if health == "unhealthy":
+            raise _Unhealthy(state)
         if health not in (None, "healthy"):
             raise _NotYetHealthy(state)
         return state
@@ -71,10 +86,16 @@ async def wait_healthy(
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(timeout),
             wait=wait_fixed(POLL_SECONDS),
-            retry=retry_if_exception_type(_NotYetHealthy),
+            retry=retry_if_exception_type(_NotYetHealthy) & retry_if_not_exception_type(_Unhealthy),
         ):
             with attempt:
                 await check()
+    except _Unhealthy as err:
+        raise HealthCheckFailed(
+            f"{name} is unhealthy after {time.monotonic() - started:.0f} s (Docker's "
+            f"verdict; last check: {_health_log(err.state)!r})",
+            logs=await engine.logs_tail(container_id),
+        ) from None
     except RetryError as err:
         last = err.last_attempt.exception()
         state = last.state if isinstance(last, _NotYetHealthy) else {}

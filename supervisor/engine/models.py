@@ -77,7 +77,10 @@ class RetainedContainer:
 
     Holding this is enough to roll back without the network: the old container
     still exists (renamed, stopped) with its image, so restoring it is a rename
-    and a start.
+    and a start. If someone removed the old container by hand, the ``old_*``
+    image and spec fields are enough to create it again from the image the
+    engine still holds (no pull when the image is present). The domain
+    journals this *before* the recreate acts (see ``Engine.prepare_recreate``).
     """
 
     service: str
@@ -87,6 +90,12 @@ class RetainedContainer:
     old_name: str  # <name>.old-<run>
     old_restart_policy: dict[str, Any]
     old_was_running: bool
+    old_image: str = ""  # Config.Image of the old container: the reference it was created from
+    old_image_id: str = ""  # sha256:… image id the old container ran
+    old_repo_digest: str | None = None  # name@sha256:… to pull by if the image is gone too
+    # The create body and extra networks that recreate the old container as it
+    # was (container_spec.restore_spec). Holds its environment: never log or serve it.
+    old_spec: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from supervisor.engine.models import (
     ServiceContainer,
     StackService,
 )
+from supervisor.engine.sandbox import Sandbox
 
 ProgressCallback = Callable[[PullProgress], None]
 # Receives stdout in chunks as it arrives; awaited, so a slow disk slows the
@@ -76,8 +77,25 @@ class Engine(Protocol):
         """
         ...
 
-    async def restore_retained(self, retained: RetainedContainer, start: bool = True) -> None:
-        """Undo a recreate: remove the new container, put the old one back."""
+    async def restore_retained(
+        self, retained: RetainedContainer, start: bool = True, stop_timeout: float = 10.0
+    ) -> ServiceContainer:
+        """Undo a recreate: remove the new container, put the old one back; return the
+        container that now carries the service's name.
+
+        Idempotent and convergent: each step checks the state first, so calling it
+        twice, or after a crash half-way through (also a crash inside ``recreate``),
+        ends in the same place. The new container is found by ``new_id`` or, when the
+        journal did not get to record it, as the holder of the name carrying this
+        run's label; a holder the run did not create raises EngineConflict. An old
+        container still running under its ``.old-`` name is first brought to a
+        settled stop (``stop_timeout``: a stop of a dead client may be in flight),
+        then renamed back and its restart policy restored. If the old container was
+        removed by hand, it is created again from ``old_spec`` and the old image the
+        engine holds (pulled by ``old_repo_digest`` only if the image is gone too);
+        the returned id then differs from ``old_id``. Raises RetainedContainerLost
+        when that is impossible. With ``start`` it is running when this returns.
+        """
         ...
 
     async def discard_retained(self, retained: RetainedContainer) -> None:
@@ -136,5 +154,81 @@ class Engine(Protocol):
     async def wait_healthy(
         self, container_id: str, timeout: float, stability_window: float = 0
     ) -> ServiceContainer:
-        """Healthy (or running without a healthcheck), then stable for the window."""
+        """Healthy (or running without a healthcheck), then stable for the window.
+
+        Fails fast with HealthCheckFailed: as soon as Docker reports ``unhealthy``
+        or the container exited, is restarting or restarted (restart count or start
+        time changed), not after ``timeout``; only ``starting`` is waited for.
+        """
+        ...
+
+    async def prepare_recreate(self, container_id: str, run_id: str) -> RetainedContainer:
+        """What ``recreate(container_id, …, run_id)`` will keep aside, before it acts.
+
+        Every field but ``new_id``: the names, the old restart policy, whether it
+        ran, and the old image (``old_image``, ``old_image_id``,
+        ``old_repo_digest``) and create spec (``old_spec``) that let
+        ``restore_retained`` create the old container again if it is removed by
+        hand. Only reads. Journal it, then call ``recreate``, which returns the
+        same values plus ``new_id``. ``old_spec`` holds the container's
+        environment: never log or serve it.
+        """
+        ...
+
+    async def ensure_stopped(self, container_id: str, timeout: float) -> None:
+        """Converge to stopped with no stop left in flight in the engine.
+
+        Not running (or gone): nothing to do. Otherwise issue a stop with
+        ``timeout`` seconds before SIGKILL; on a container that another client
+        (possibly one that died) is already stopping, the engine's stop blocks
+        until the process has exited, so returning means it settled. Transient
+        engine errors are retried with backoff for ``timeout`` + a grace period;
+        then EngineError.
+        """
+        ...
+
+    async def ensure_running(
+        self,
+        container_id: str,
+        timeout: float,
+        *,
+        stop_timeout: float | None = None,
+        settle: float = 2.0,
+    ) -> ServiceContainer:
+        """Converge to running, and still running ``settle`` seconds after the start.
+
+        Starts the container if it is not running, re-checks after ``settle``, and
+        starts it again with backoff if it died, until ``timeout``; then EngineError
+        (with the state and exit code). Inspect data cannot show a stop in flight
+        (the container stays ``running`` until it exits), so a caller that cannot
+        rule one out (recovering from a crash inside ``stop``, ``recreate`` or a
+        rollback) passes ``stop_timeout``: the container is first brought to a
+        settled stop with ``ensure_stopped(stop_timeout)``, i.e. restarted. A missing
+        container raises EngineNotFound at once.
+        """
+        ...
+
+    # --- the rehearsal sandbox (see supervisor.engine.sandbox) ----------------------
+
+    async def create_sandbox(self, postgres_id: str, project: str, run_id: str) -> Sandbox:
+        """A new internal network and, started on it, a server like ``postgres_id``
+        (same image, env, command; empty data) under the live server's aliases. Nothing
+        of the live stack joins the network. On failure nothing is left behind."""
+        ...
+
+    async def run_one_shot_in_sandbox(
+        self,
+        sandbox: Sandbox,
+        template_id: str,
+        image: str,
+        run_id: str,
+        timeout: float,
+        command: Sequence[str] | None = None,
+    ) -> OneShotResult:
+        """:meth:`run_one_shot`, attached to the sandbox network only; always removed."""
+        ...
+
+    async def remove_sandboxes(self, project: str, run_id: str) -> list[str]:
+        """Remove the run's sandbox containers and network, found by label (also after a
+        crash); the names removed. Idempotent."""
         ...

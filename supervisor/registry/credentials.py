@@ -10,6 +10,14 @@ run: they are reported once per host and otherwise ignored.
 Entries are keyed by the registry host *as written in image references*, also
 when an endpoint mapping sends the requests elsewhere. Nothing here ever logs
 or ``repr``\\ s a secret.
+
+``SUPERVISOR_REGISTRY_USERNAME``/``_PASSWORD`` are the credentials of the
+registry the stack's images come from, whatever its name (``ghcr.io``,
+``registry.example:5000``, ``127.0.0.1:5001`` …): they answer every registry
+that has no ``config.json`` entry of its own (the sidecar only talks to the
+registries of the managed images, their mirrors and signature repositories),
+and replace the ``config.json`` entry of a mirror or insecure registry named
+in the settings. ``config.json`` keeps per-host precedence everywhere else.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 
 from yarl import URL
 
+from supervisor.config import Settings
 from supervisor.exceptions import ConfigError
 from supervisor.reference import DOCKER_HUB
 from supervisor.registry.endpoints import HUB_ALIASES
@@ -48,7 +57,24 @@ class CredentialStore:
         self._entries = {registry_key(host): creds for host, creds in (entries or {}).items()}
         self._helpers: dict[str, str] = {}  # host -> credential helper we cannot run
         self._default_helper: str | None = None
+        self._fallback: Credentials | None = None  # the settings' user, for the stack's registry
         self._warned: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CredentialStore:
+        """``config.json`` (if set) plus the settings' user name and password."""
+        store = (
+            cls.from_docker_config(settings.docker_config)
+            if settings.docker_config is not None
+            else cls()
+        )
+        username, password = settings.registry_username, settings.registry_password
+        if username and password:
+            secret = password.get_secret_value()
+            for host in {*settings.registry_mirrors, *settings.insecure_registries}:
+                store.add(host, username, secret)
+            store.add_fallback(username, secret)
+        return store
 
     @classmethod
     def from_docker_config(cls, path: Path | str) -> CredentialStore:
@@ -79,11 +105,17 @@ class CredentialStore:
         """Credentials for ``host`` from the settings; they replace any ``config.json`` entry."""
         self._entries[registry_key(host)] = Credentials(username, password)
 
+    def add_fallback(self, username: str, password: str) -> None:
+        """Credentials for every registry without an entry of its own: the settings' user for
+        the registry of the stack's images, whatever host name it has."""
+        self._fallback = Credentials(username, password)
+
     def get(self, host: str) -> Credentials | None:
         """The credentials for ``host``, or None for anonymous access."""
         key = registry_key(host)
-        creds = self._entries.get(key)
-        helper = self._helpers.get(key) or (self._default_helper if creds is None else None)
+        own = self._entries.get(key)
+        creds = own or self._fallback
+        helper = self._helpers.get(key) or (self._default_helper if own is None else None)
         if helper and key not in self._warned:
             self._warned.add(key)
             _LOGGER.warning(
@@ -92,12 +124,17 @@ class CredentialStore:
                 "SUPERVISOR_REGISTRY_USERNAME/_PASSWORD settings",
                 helper,
                 key,
-                "its 'auths' entry is used" if creds else "it is accessed anonymously",
+                "its 'auths' entry is used"
+                if own
+                else "SUPERVISOR_REGISTRY_USERNAME is used"
+                if creds
+                else "it is accessed anonymously",
             )
         return creds
 
     def __repr__(self) -> str:
-        return f"CredentialStore(hosts={sorted(self._entries)})"
+        fallback = ", fallback=set" if self._fallback else ""
+        return f"CredentialStore(hosts={sorted(self._entries)}{fallback})"
 
 
 def registry_key(host: str) -> str:

@@ -14,6 +14,7 @@ from supervisor.snapshots.models import (
     check_snapshot_id,
 )
 from supervisor.snapshots.options import Locator, SnapshotOptions, compose_locator
+from supervisor.snapshots.pg_commands import kept_database_name
 from supervisor.snapshots.protocol import SnapshotProgress, SnapshotProgressCallback, Snapshots
 from supervisor.snapshots.service import SnapshotService
 from supervisor.snapshots.store import SnapshotStore
@@ -34,4 +35,5 @@ __all__ = [
     "TableStats",
     "check_snapshot_id",
     "compose_locator",
+    "kept_database_name",
 ]

@@ -114,6 +114,60 @@ def pg_restore(user: str, database: str, path: str, jobs: int) -> list[str]:
     ]  # fmt: skip
 
 
+def pg_restore_list(path: str) -> list[str]:
+    """The archive's table of contents (reads only the header: cheap, misses data damage)."""
+    return ["pg_restore", "--list", path]
+
+
+def pg_restore_read(path: str) -> list[str]:
+    """Read and decompress every block of the archive into nothing: no database needed,
+    but a truncated or garbled data block fails it (about 100 MB/s of dump)."""
+    return ["pg_restore", "--file=/dev/null", path]
+
+
+def table_data_entries(listing: str) -> set[tuple[str, str]]:
+    """``(schema, table)`` of every ``TABLE DATA`` line of ``pg_restore --list``.
+
+    A line reads ``3342; 0 16385 TABLE DATA public orders app`` (id; catalog ids, kind,
+    schema, name, owner); names with spaces are ambiguous there and are skipped.
+    """
+    found: set[tuple[str, str]] = set()
+    for line in listing.splitlines():
+        if line.startswith(";") or " TABLE DATA " not in line:
+            continue
+        words = line.split(" TABLE DATA ", 1)[1].split()
+        if len(words) == 3:
+            found.add((words[0], words[1]))
+    return found
+
+
+def split_table_key(key: str) -> tuple[str, str]:
+    """``format('%I.%I')`` of the stats (``public.t``, ``"My Schema"."T"``) → its parts."""
+    parts: list[str] = []
+    rest = key
+    while True:
+        if rest.startswith('"'):
+            end = 1
+            while True:
+                end = rest.index('"', end)
+                if rest[end + 1 : end + 2] == '"':
+                    end += 2
+                    continue
+                break
+            parts.append(rest[1:end].replace('""', '"'))
+            rest = rest[end + 1 :]
+        else:
+            name, _, tail = rest.partition(".")
+            parts.append(name)
+            rest = "." + tail if _ else ""
+        if not rest:
+            break
+        rest = rest.removeprefix(".")
+    if len(parts) != 2:
+        raise ValueError(f"not a schema.table key: {key!r}")
+    return parts[0], parts[1]
+
+
 def hold_snapshot(seconds: int) -> list[str]:
     """The commands of a session that exports a snapshot for pg_dump and takes the table
     stats in that very snapshot, then waits (until ended by the sidecar, or ``seconds``)."""
@@ -164,15 +218,29 @@ def database_exists(name: str) -> str:
 
 def swap_databases(live: str, restored: str, old: str, live_exists: bool) -> list[str]:
     """Commands (one session) that put ``restored`` in the place of ``live``, which becomes
-    ``old``. The renames run in one transaction: both happen or neither."""
+    ``old``. The renames run in one transaction: both happen or neither; the same
+    transaction lets ``old`` take connections again (it is kept, dumped or inspected
+    under its new name). A crash between the first command and the last leaves ``live``
+    refusing connections: :func:`allow_connections_state` / :func:`allow_connections`
+    undo that at the start of the next restore."""
     if not live_exists:
         return [f"ALTER DATABASE {quote_ident(restored)} RENAME TO {quote_ident(live)}"]
     return [
         f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false",
         terminate_sessions(live),
         f"ALTER DATABASE {quote_ident(live)} RENAME TO {quote_ident(old)}; "
-        f"ALTER DATABASE {quote_ident(restored)} RENAME TO {quote_ident(live)}",
+        f"ALTER DATABASE {quote_ident(restored)} RENAME TO {quote_ident(live)}; "
+        f"ALTER DATABASE {quote_ident(old)} WITH ALLOW_CONNECTIONS true",
     ]
+
+
+def allow_connections_state(name: str) -> str:
+    """``t`` / ``f`` for an existing database, nothing when it does not exist."""
+    return f"SELECT datallowconn FROM pg_database WHERE datname = {quote_literal(name)}"  # noqa: S608
+
+
+def allow_connections(name: str) -> str:
+    return f"ALTER DATABASE {quote_ident(name)} WITH ALLOW_CONNECTIONS true"
 
 
 def drop_database(name: str) -> str:
@@ -184,6 +252,29 @@ def derived_name(database: str, suffix: str) -> str:
     room = 63 - len(suffix.encode())
     head = database.encode()[:room].decode("utf-8", "ignore")
     return head + suffix
+
+
+KEPT_MARK = "__old_"
+_KEPT_TAG_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def kept_database_name(database: str, tag: str) -> str:
+    """The name a replaced ``database`` is kept under: ``<database>__old_<tag>``.
+
+    ``tag`` (e.g. the run's id) makes it unique and lets a resumed rollback find it
+    again. Only names of this form can be dropped by ``drop_kept_database``.
+    """
+    if not _KEPT_TAG_RE.fullmatch(tag):
+        raise ValueError(f"a kept database tag is 1-40 of [A-Za-z0-9_-], not {tag!r}")
+    return derived_name(database, f"{KEPT_MARK}{tag}")
+
+
+def is_kept_name(database: str, name: str) -> bool:
+    """Whether ``name`` is ``kept_database_name(database, tag)`` for some tag."""
+    head, mark, tag = name.rpartition(KEPT_MARK)
+    if not mark or not head or not _KEPT_TAG_RE.fullmatch(tag):
+        return False
+    return name == kept_database_name(database, tag)
 
 
 def tagged_lines(output: str) -> dict[str, str]:

@@ -9,10 +9,19 @@
     5. row counts and checksums == those recorded at dump time      ─┘ database, stop
     6. one transaction: <db> → <db>__old_<id>, <db>__restore_<id> → <db>
        (connections refused and terminated first)
-    7. DROP DATABASE <db>__old_<id>
+    7. DROP DATABASE <db>__old_<id>, unless the caller asked to keep it under its
+       own name (``keep_as``: a rollback keeps the new version's data this way)
 
 Until step 6 the live database is never touched; step 6 is atomic. The price
-is disk space for a second copy while the restore runs. Database-level GRANTs
+is disk space for a second copy while the restore runs.
+
+Kill -9 at any point, then the same call again, converges: the live database
+is first made to take connections again (a crash inside step 6 leaves it
+refusing them); a ``<db>__restore_<id>`` left over is only a copy of the dump
+and is dropped; a ``<db>__old_*`` left over is never dropped here, it may be
+the only copy of what was written before the restore; and with ``keep_as``,
+an existing ``keep_as`` proves step 6 committed, so nothing is restored again.
+Database-level GRANTs
 are not carried over to the new database (owner, encoding, locale and
 ``ALTER DATABASE … SET`` values are); see docs/snapshots.md.
 
@@ -23,6 +32,7 @@ cluster lacks are created, from the saved ``pg_dumpall --globals-only``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from pathlib import Path
@@ -81,9 +91,9 @@ async def load_into(
         purpose="create",
     )
     try:
-        async with ContainerWorkdir(
-            pg.engine, pg.container_id, f"restore-{secrets.token_hex(4)}"
-        ) as work:
+        # Named after the target: a retry after a crash starts by removing the old upload.
+        tag = f"restore-{hashlib.sha256(target.encode()).hexdigest()[:12]}"
+        async with ContainerWorkdir(pg.engine, pg.container_id, tag) as work:
             uploaded = await work.upload(folder / entry.name, entry, pg.timeout)
             try:
                 await work.run(
@@ -113,18 +123,79 @@ async def drop_quietly(pg: PostgresSnapshots, name: str) -> None:
         _LOGGER.warning("could not drop database %s: %s", name, err.message)
 
 
+async def ensure_connectable(pg: PostgresSnapshots, name: str) -> None:
+    """Let ``name`` take connections again if a swap interrupted by a crash (kill -9 of the
+    sidecar between its first and last command) left it refusing them."""
+    state = await pg.maintenance(
+        sql.allow_connections_state(name), error=RestoreFailed, purpose="allowconn"
+    )
+    if state.strip() == "f":
+        _LOGGER.warning("database %s refused connections (an interrupted swap); allowing", name)
+        await pg.maintenance(sql.allow_connections(name), error=RestoreFailed, purpose="allowconn")
+
+
+async def _free_old_name(pg: PostgresSnapshots, live: str, short: str) -> str:
+    """``<db>__old_<id>``, or a variant if an earlier restore left one: that one may hold
+    the only copy of data written since, so it is never dropped here (see the runbook)."""
+    name = sql.kept_database_name(live, short)
+    while await pg.database_exists(name, RestoreFailed):
+        _LOGGER.warning(
+            "database %s is left from an earlier, interrupted restore; keeping it "
+            "(drop it by hand once it is not needed)", name,
+        )  # fmt: skip
+        name = sql.kept_database_name(live, f"{short}_{secrets.token_hex(2)}")
+    return name
+
+
 async def restore_replacing(
-    pg: PostgresSnapshots, folder: Path, dump: PostgresDump, entry: FileEntry, snapshot_id: str
-) -> None:
-    """Replace the live database by the dump (steps 2-7); see the module docstring."""
+    pg: PostgresSnapshots,
+    folder: Path,
+    dump: PostgresDump,
+    entry: FileEntry,
+    snapshot_id: str,
+    keep_as: str | None = None,
+) -> str | None:
+    """Replace the live database by the dump (steps 2-7); see the module docstring.
+
+    With ``keep_as`` the replaced database is renamed to it and kept (step 7 skipped),
+    and the call is idempotent: if ``keep_as`` exists, an earlier call's swap committed
+    (the renames are one transaction), so the live database *is* the restored copy and
+    nothing is restored again. Returns the name the replaced database is kept under,
+    or None (dropped, or there was no live database).
+    """
     live = pg.database
     short = snapshot_id.rsplit("_", 1)[-1]
     restored = sql.derived_name(live, f"__restore_{short}")
-    old = sql.derived_name(live, f"__old_{short}")
     await pg.ensure_running(RestoreFailed)
-    for leftover in (restored, old):  # from an earlier, interrupted restore of this snapshot
-        if await pg.database_exists(leftover, RestoreFailed):
-            await pg.maintenance(sql.drop_database(leftover), error=RestoreFailed, purpose="drop")
+    try:
+        return await _replace(pg, folder, dump, entry, (live, restored, short), keep_as)
+    finally:
+        await asyncio.shield(_quietly_connectable(pg, live))
+
+
+async def _replace(
+    pg: PostgresSnapshots,
+    folder: Path,
+    dump: PostgresDump,
+    entry: FileEntry,
+    names: tuple[str, str, str],
+    keep_as: str | None,
+) -> str | None:
+    live, restored, short = names
+    await ensure_connectable(pg, live)
+    # Only a scratch copy of the dump: an interrupted restore of this snapshot left it.
+    if await pg.database_exists(restored, RestoreFailed):
+        await pg.maintenance(sql.drop_database(restored), error=RestoreFailed, purpose="drop")
+    kept_before = keep_as is not None and await pg.database_exists(keep_as, RestoreFailed)
+    if kept_before and await pg.database_exists(live, RestoreFailed):
+        _LOGGER.info(
+            "database %s exists: an earlier restore swapped %s already; not restoring again",
+            keep_as, live,
+        )  # fmt: skip
+        assert keep_as is not None
+        await ensure_connectable(pg, keep_as)
+        return keep_as
+    old = keep_as or await _free_old_name(pg, live, short)
     await ensure_roles(pg, folder, dump)
     try:
         await load_into(pg, folder, dump, entry, restored)
@@ -140,25 +211,44 @@ async def restore_replacing(
             purpose="swap",
         )
     except BaseException as err:
-        await asyncio.shield(_undo_swap(pg, live, restored))
-        if isinstance(err, RestoreFailed):
-            raise RestoreFailed(
-                f"{err.message}; the database {live!r} was left as it was", database=live
-            ) from err
-        raise
+        # The exec may fail after the transaction committed (a lost connection): then
+        # ``old`` exists, and this restore is done.
+        if live_exists and not isinstance(err, asyncio.CancelledError):
+            swapped = await _exists_quietly(pg, old)
+        else:
+            swapped = False
+        if not swapped:
+            await asyncio.shield(_undo_swap(pg, live, restored))
+            if isinstance(err, RestoreFailed):
+                raise RestoreFailed(
+                    f"{err.message}; the database {live!r} was left as it was", database=live
+                ) from err
+            raise
     _LOGGER.info("database %s replaced by the restored copy", live)
-    if live_exists:
-        await drop_quietly(pg, old)
+    if not live_exists:
+        return keep_as if kept_before else None
+    if keep_as is not None:
+        _LOGGER.info("the replaced database is kept as %s", keep_as)
+        return keep_as
+    await drop_quietly(pg, old)
+    return None
+
+
+async def _exists_quietly(pg: PostgresSnapshots, name: str) -> bool:
+    try:
+        return await pg.database_exists(name, RestoreFailed)
+    except (SnapshotError, EngineError):
+        return False
+
+
+async def _quietly_connectable(pg: PostgresSnapshots, name: str) -> None:
+    try:
+        await ensure_connectable(pg, name)
+    except (SnapshotError, EngineError) as err:
+        _LOGGER.error("could not make sure %s takes connections: %s", name, err.message)
 
 
 async def _undo_swap(pg: PostgresSnapshots, live: str, restored: str) -> None:
     """The renames are one transaction; only the refused connections need undoing."""
-    try:
-        await pg.maintenance(
-            f"ALTER DATABASE {sql.quote_ident(live)} WITH ALLOW_CONNECTIONS true",
-            error=RestoreFailed,
-            purpose="undo",
-        )
-    except SnapshotError as err:
-        _LOGGER.error("could not re-allow connections to %s: %s", live, err.message)
+    await _quietly_connectable(pg, live)
     await drop_quietly(pg, restored)

@@ -32,6 +32,13 @@ class Snapshots(Protocol):
         """Bytes a new snapshot is expected to take (database sizes times a factor)."""
         ...
 
+    async def preflight(self) -> int:
+        """:meth:`estimate_size`, after proving a snapshot can be written now: the backups
+        folder takes a file (else BackupDirUnwritable) and the estimate plus the margin
+        fit in its free space (else InsufficientDiskSpace). Call it before stopping
+        anything; ``create`` checks the space again."""
+        ...
+
     async def create(
         self,
         reason: SnapshotReason,
@@ -39,21 +46,49 @@ class Snapshots(Protocol):
         images: Mapping[str, str] | None = None,
         progress: SnapshotProgressCallback | None = None,
     ) -> SnapshotManifest:
-        """Preflight the disk, dump everything, commit; on failure nothing is left behind."""
+        """Preflight the disk, dump everything, commit; on failure nothing is left behind
+        (a disk that fills up mid-write raises DiskFull, ``disk_full``)."""
+        ...
+
+    async def check(self, snapshot_id: str) -> SnapshotManifest:
+        """Deep verification: :meth:`verify`, plus the dump read through by ``pg_restore``
+        in the postgres container and the InfluxDB / config archives read; SnapshotCorrupt
+        if the snapshot could not be restored. Call it right after ``create`` and before a
+        restore that must not fail half-way."""
         ...
 
     async def restore(
-        self, snapshot_id: str, progress: SnapshotProgressCallback | None = None
+        self,
+        snapshot_id: str,
+        progress: SnapshotProgressCallback | None = None,
+        *,
+        keep_replaced_as: str | None = None,
     ) -> SnapshotManifest:
-        """Verify every file, then replace the live PostgreSQL and InfluxDB data."""
+        """Verify every file, then replace the live PostgreSQL and InfluxDB data.
+
+        With ``keep_replaced_as`` (a ``kept_database_name(db, tag)``) the replaced
+        PostgreSQL database is renamed to it and kept, and a repeated call after its swap
+        (a resumed rollback) restores nothing again. Safe to repeat after a crash at any
+        point; a leftover ``<db>__old_*`` is never dropped.
+        """
         ...
 
     async def restore_postgres_into(self, snapshot_id: str, database: str) -> None:
         """Restore the snapshot's dump into a new database ``database`` (a scratch copy)."""
         ...
 
+    async def restore_postgres_into_sandbox(self, snapshot_id: str, container_id: str) -> None:
+        """Restore the snapshot's dump, under its own database name, into the rehearsal
+        sandbox server ``container_id`` (see supervisor.snapshots.scratch); any container
+        not labelled as a sandbox, and the live server, are refused."""
+        ...
+
     async def drop_database(self, database: str) -> None:
-        """Drop a scratch database; the live database is refused."""
+        """Drop a scratch database; the live database and kept databases are refused."""
+        ...
+
+    async def drop_kept_database(self, name: str) -> None:
+        """Drop a database a restore kept (``<db>__old_<tag>`` only); idempotent."""
         ...
 
     async def get(self, snapshot_id: str) -> SnapshotManifest: ...

@@ -30,10 +30,11 @@ from supervisor.exceptions import (
     SnapshotError,
 )
 from supervisor.snapshots import pg_commands as sql
-from supervisor.snapshots import postgres_restore
+from supervisor.snapshots import postgres_restore, scratch
+from supervisor.snapshots.check import check_local_archives, check_postgres_dump
 from supervisor.snapshots.config_files import archive_config
-from supervisor.snapshots.const import SnapshotReason
-from supervisor.snapshots.disk import check_free_space
+from supervisor.snapshots.const import CONFIG_ARCHIVE_FILE, SnapshotReason
+from supervisor.snapshots.disk import check_free_space, check_writable
 from supervisor.snapshots.influx import InfluxSnapshots
 from supervisor.snapshots.models import SnapshotManifest, new_snapshot_id
 from supervisor.snapshots.options import Locator, SnapshotOptions, tree_size
@@ -93,6 +94,30 @@ class SnapshotService:
     async def estimate_size(self) -> int:
         pg, influx = await self._postgres(BackupFailed), await self._influx(BackupFailed)
         return await self._estimate(pg, influx)
+
+    async def preflight(self) -> int:
+        """The estimate, once the backups folder took a test file and the estimate plus
+        the margin fit in its free space; for the update run's ``preflight`` stage, while
+        nothing is stopped yet. The database containers must be running (a backup needs
+        them). Not under the lock: it must not wait for a long dump to end."""
+        await asyncio.to_thread(check_writable, self.options.backup_dir)
+        try:
+            pg, influx = await self._postgres(BackupFailed), await self._influx(BackupFailed)
+            if pg is not None:
+                await pg.ensure_running(BackupFailed)
+            if influx is not None:
+                await influx.detect(BackupFailed)
+            needed = await self._estimate(pg, influx)
+        except EngineError as err:
+            raise BackupFailed(f"cannot estimate the snapshot size: {err.message}") from err
+        free = await asyncio.to_thread(
+            check_free_space, self.options.backup_dir, needed, self.options.min_free_bytes_margin
+        )
+        _LOGGER.info(
+            "preflight: a snapshot needs about %d bytes (+%d margin), %d are free",
+            needed, self.options.min_free_bytes_margin, free,
+        )  # fmt: skip
+        return needed
 
     async def _estimate(self, pg: PostgresSnapshots | None, influx: InfluxSnapshots | None) -> int:
         databases = (await pg.size() if pg else 0) + (await influx.size() if influx else 0)
@@ -164,16 +189,23 @@ class SnapshotService:
         return manifest
 
     async def restore(
-        self, snapshot_id: str, progress: SnapshotProgressCallback | None = None
+        self,
+        snapshot_id: str,
+        progress: SnapshotProgressCallback | None = None,
+        *,
+        keep_replaced_as: str | None = None,
     ) -> SnapshotManifest:
         async with self._lock:
             try:
-                return await self._restore(snapshot_id, progress)
+                return await self._restore(snapshot_id, progress, keep_replaced_as)
             except EngineError as err:
                 raise RestoreFailed(f"restore of {snapshot_id} failed: {err.message}") from err
 
     async def _restore(
-        self, snapshot_id: str, progress: SnapshotProgressCallback | None
+        self,
+        snapshot_id: str,
+        progress: SnapshotProgressCallback | None,
+        keep_replaced_as: str | None,
     ) -> SnapshotManifest:
         _report(progress, "verify", f"checking every file of snapshot {snapshot_id}", 0)
         manifest = await self.store.verify(snapshot_id)
@@ -183,6 +215,12 @@ class SnapshotService:
         # Everything that can be checked is checked before the first change.
         if manifest.postgres is not None:
             pg = self._matching_postgres(pg, manifest)
+            if keep_replaced_as is not None and not sql.is_kept_name(pg.database, keep_replaced_as):
+                raise RestoreFailed(
+                    f"refusing to keep the replaced database as {keep_replaced_as!r}: the name "
+                    f"must be kept_database_name({pg.database!r}, tag), i.e. "
+                    f"{sql.kept_database_name(pg.database, 'TAG')!r}"
+                )
             await pg.ensure_running(RestoreFailed)
         if manifest.influxdb is not None:
             if influx is None:
@@ -192,7 +230,7 @@ class SnapshotService:
             _report(progress, "postgres", f"restoring PostgreSQL database {pg.database}", 10)
             entry = manifest.file(manifest.postgres.dump_file)
             await postgres_restore.restore_replacing(
-                pg, folder, manifest.postgres, entry, snapshot_id
+                pg, folder, manifest.postgres, entry, snapshot_id, keep_as=keep_replaced_as
             )
         if manifest.influxdb is not None and influx is not None:
             _report(progress, "influxdb", "restoring InfluxDB", 70)
@@ -237,6 +275,14 @@ class SnapshotService:
             except EngineError as err:
                 raise RestoreFailed(f"restoring into {database!r} failed: {err.message}") from err
 
+    async def restore_postgres_into_sandbox(self, snapshot_id: str, container_id: str) -> None:
+        async with self._lock:
+            manifest = await self.store.verify(snapshot_id)
+            self.store.check_project(manifest)
+            live = self._matching_postgres(await self._postgres(RestoreFailed), manifest)
+            folder = self.store.path_of(snapshot_id)
+            await scratch.restore_into_sandbox(live, container_id, folder, manifest)
+
     async def drop_database(self, database: str) -> None:
         async with self._lock:
             pg = await self._postgres(SnapshotError)
@@ -244,13 +290,62 @@ class SnapshotService:
                 raise SnapshotError("no postgres service is managed")
             if database in (pg.database, "postgres", "template0", "template1"):
                 raise SnapshotError(f"refusing to drop {database!r}: only scratch copies are")
+            if sql.is_kept_name(pg.database, database):
+                raise SnapshotError(
+                    f"refusing to drop {database!r} as a scratch copy: it is a replaced "
+                    "database kept by a restore (drop_kept_database, once it is saved)"
+                )
             await pg.maintenance(sql.drop_database(database), error=SnapshotError, purpose="drop")
+
+    async def drop_kept_database(self, name: str) -> None:
+        """Drop a database a restore kept (``<db>__old_<tag>``); nothing else is accepted.
+
+        For the rollback, once a verified pre-rollback dump holds what it contains.
+        Dropping a name that no longer exists is not an error (a resumed rollback).
+        """
+        async with self._lock:
+            pg = await self._postgres(SnapshotError)
+            if pg is None:
+                raise SnapshotError("no postgres service is managed")
+            if not sql.is_kept_name(pg.database, name):
+                raise SnapshotError(
+                    f"refusing to drop {name!r}: only databases kept by a restore "
+                    f"({sql.kept_database_name(pg.database, 'TAG')!r}) are dropped this way"
+                )
+            try:
+                await pg.maintenance(sql.drop_database(name), error=SnapshotError, purpose="drop")
+            except EngineError as err:
+                raise SnapshotError(f"dropping {name!r} failed: {err.message}") from err
+            _LOGGER.info("dropped the kept database %s", name)
 
     async def get(self, snapshot_id: str) -> SnapshotManifest:
         return await self.store.get(snapshot_id)
 
     async def verify(self, snapshot_id: str) -> SnapshotManifest:
         return await self.store.verify(snapshot_id)
+
+    async def check(self, snapshot_id: str) -> SnapshotManifest:
+        """Checksums, then proof each part can be restored (see :mod:`.check`)."""
+        async with self._lock:
+            manifest = await self.store.verify(snapshot_id)
+            folder = self.store.path_of(snapshot_id)
+            if manifest.postgres is not None:
+                pg = await self._postgres(SnapshotError)
+                if pg is None:
+                    raise SnapshotError(
+                        f"cannot check the PostgreSQL dump of {snapshot_id}: no postgres service"
+                    )
+                entry = manifest.file(manifest.postgres.dump_file)
+                await check_postgres_dump(
+                    pg, folder, manifest.postgres, entry, f"check-{snapshot_id}"
+                )
+            influx = None
+            if manifest.influxdb is not None:
+                influx = (manifest.influxdb, manifest.file(manifest.influxdb.archive_file))
+            config = next((f for f in manifest.files if f.name == CONFIG_ARCHIVE_FILE), None)
+            await check_local_archives(folder, influx, config)
+            _LOGGER.info("snapshot %s checked: it can be restored", snapshot_id)
+            return manifest
 
     async def delete(self, snapshot_id: str) -> None:
         async with self._lock:

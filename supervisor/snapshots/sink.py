@@ -6,7 +6,7 @@ the event loop would block it; so chunks are gathered into large buffers and
 each buffer is hashed and written by a worker thread *while the next one is
 received* (one write in flight at most, so memory stays at about two buffers).
 
-A full disk is reported as :class:`InsufficientDiskSpace`, other write errors
+A full disk is reported as :class:`DiskFull` (``disk_full``), other write errors
 as :class:`BackupFailed`: never as ``OSError``, which the engine adapter would
 mistake for a lost connection to Docker.
 """
@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from supervisor.exceptions import BackupFailed, InsufficientDiskSpace, SnapshotError
+from supervisor.exceptions import BackupFailed, DiskFull, SnapshotError
 from supervisor.snapshots.models import FileEntry
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 def write_error(path: Path, err: OSError, written: int) -> SnapshotError:
     """The snapshot error an operator should see for a failed write."""
     if err.errno in _DISK_FULL:
-        return InsufficientDiskSpace(
+        return DiskFull(
             f"the disk holding {path.parent} filled up while writing {path.name} "
             f"({written} bytes written); the incomplete snapshot was removed: free space "
             "or lower SUPERVISOR_RETENTION_KEEP",

@@ -14,6 +14,14 @@ after a crash at any moment a listed snapshot is complete, and a half one is
 only ever a ``.tmp-`` folder, removed by the writer on failure or by
 :meth:`SnapshotStore.remove_stale` later. Ids are checked by
 :func:`~supervisor.snapshots.models.check_snapshot_id` before any path is built.
+
+A snapshot folder whose ``manifest.json`` is missing, undecodable or names another
+snapshot (a failing disk, a hand edit) is *damaged*: it is not listed, so neither a
+restore nor retention ever picks it, and its folder is kept for an operator. It is
+logged and counted once (:class:`~supervisor.damage.DamageReport`, kind
+``manifest.json``); :meth:`SnapshotStore.scan` also names it with the reason.
+
+Folders are 0700 and files 0600: dumps hold every row of the databases.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from supervisor.damage import MANIFEST, DamageReport
 from supervisor.exceptions import (
     BackupFailed,
     SnapshotCorrupt,
@@ -85,9 +94,10 @@ class SnapshotWriter:
 class SnapshotStore:
     """Snapshots of one Compose project in ``root``; the only code that touches those paths."""
 
-    def __init__(self, root: Path, project: str) -> None:
+    def __init__(self, root: Path, project: str, damage: DamageReport | None = None) -> None:
         self.root = root
         self.project = project
+        self.damage = damage if damage is not None else DamageReport()
 
     def path_of(self, snapshot_id: str) -> Path:
         return self.root / check_snapshot_id(snapshot_id)
@@ -104,7 +114,7 @@ class SnapshotStore:
     async def get(self, snapshot_id: str) -> SnapshotManifest:
         path = self.path_of(snapshot_id) / MANIFEST_FILE
         try:
-            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             raise SnapshotNotFound(
                 f"no snapshot {snapshot_id} in {self.root}", snapshot_id=snapshot_id
@@ -112,7 +122,7 @@ class SnapshotStore:
         except OSError as err:
             raise SnapshotCorrupt(f"cannot read {path}: {err.strerror}") from err
         try:
-            manifest = SnapshotManifest.model_validate_json(text)
+            manifest = SnapshotManifest.model_validate_json(data)
         except ValidationError as err:
             raise SnapshotCorrupt(
                 f"snapshot {snapshot_id}: manifest.json is invalid: {err.errors()[0]['msg']}",
@@ -195,7 +205,8 @@ class SnapshotStore:
     def _commit(self, temp: Path, final: Path, manifest: bytes) -> None:
         path = temp / MANIFEST_FILE
         try:
-            with path.open("xb") as handle:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(manifest)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -245,14 +256,33 @@ class SnapshotStore:
             _LOGGER.warning("removed a snapshot folder left by an interrupted run: %s", name)
         return removed
 
-    # last in the class: the name shadows the builtin for annotations that follow it
-    async def list(self) -> list[SnapshotManifest]:
-        """Complete snapshots, newest first; unreadable folders are logged and skipped."""
+    async def scan(self) -> tuple[list[SnapshotManifest], dict[str, str]]:
+        """Usable snapshots (newest first) and damaged folders (name → why), both kept on disk.
+
+        A damaged folder is reported once per process (logged, counted), never raised: one bad
+        manifest must not hide the good snapshots nor fail a listing.
+        """
         names = await asyncio.to_thread(self._names)
         found: list[SnapshotManifest] = []
+        damaged: dict[str, str] = {}
         for name in names:
             try:
                 found.append(await self.get(name))
+            except SnapshotNotFound:
+                if await asyncio.to_thread((self.root / name).is_dir):
+                    damaged[name] = "manifest.json is missing"
+                    self.damage.report(MANIFEST, str(self.root / name), damaged[name])
+                continue  # else: deleted while listing
             except SnapshotError as err:
-                _LOGGER.warning("skipping backups folder %s: %s", name, err.message)
-        return sorted(found, key=lambda m: (m.created_at, m.id), reverse=True)
+                damaged[name] = err.message
+                self.damage.report(
+                    MANIFEST, str(self.root / name), f"{err.message}; folder kept, not listed"
+                )
+        found.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        return found, damaged
+
+    # last in the class: the name shadows the builtin for annotations that follow it
+    async def list(self) -> list[SnapshotManifest]:
+        """Usable snapshots, newest first; damaged folders are reported and skipped."""
+        found, _damaged = await self.scan()
+        return found

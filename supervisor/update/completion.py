@@ -1,9 +1,10 @@
 """The end of a successful run, written so that a crash at any point finishes it.
 
-Order matters: the journal says ``completed`` first; then the pin file and the
-last-good record follow it; then history and the ``result`` event; then the
-clean-up (old containers, snapshot retention). Recovery calls
-:func:`finalize_completed` for a completed run again, and every step of it is
+Order matters: the pin file and the last-good record first; then the journal
+says ``completed``, history and the single ``result`` event follow; then the
+clean-up (old containers, snapshot retention), whose failures are warnings on
+the finished record, never a second result. Recovery calls
+:func:`finish_completion` for a completed run again, and every step of it is
 idempotent.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from supervisor.exceptions import SupervisorError
 from supervisor.update.models import LastGood, RunRecord
 from supervisor.update.stages import Stage
 
@@ -22,11 +22,23 @@ if TYPE_CHECKING:
 
 async def complete_run(run: UpdateRun) -> None:
     record = run.record
-    record.result = Stage.COMPLETED
-    await run.save()
     await write_pins(run.deps, record, target=True)
     await run.finish(Stage.COMPLETED)
     await clean_up(run.deps, record)
+    await run.save()
+
+
+async def finish_completion(run: UpdateRun) -> None:
+    """Recovery of a run whose journal says ``completed``: every step again, idempotently."""
+    record, deps = run.record, run.deps
+    last_good = await asyncio.to_thread(deps.state.read_last_good)
+    if last_good is None or last_good.update_id != record.update_id:
+        await write_pins(deps, record, target=True)
+    if record.state is not Stage.COMPLETED:
+        await run.finish(Stage.COMPLETED)
+    else:
+        await asyncio.to_thread(deps.state.append_history, record)
+    await clean_up(deps, record)
     await run.save()
 
 
@@ -56,12 +68,13 @@ async def write_pins(deps: RunDeps, record: RunRecord, target: bool) -> None:
 
 
 async def clean_up(deps: RunDeps, record: RunRecord) -> None:
-    from supervisor.update.run import from_record
+    """After ``completed``: any problem here is a warning on the record, never a new end."""
+    from supervisor.update.actions import from_record
 
     for retained in record.retained:
         try:
             await deps.engine.discard_retained(from_record(retained))
-        except SupervisorError as err:
+        except Exception as err:
             record.warnings = [*record.warnings, f"old container {retained.old_name}: {err}"]
     protected = {record.snapshot_id} if record.snapshot_id else set()
     last_good = await asyncio.to_thread(deps.state.read_last_good)
@@ -69,5 +82,5 @@ async def clean_up(deps: RunDeps, record: RunRecord) -> None:
         protected.add(last_good.snapshot_id)
     try:
         await deps.snapshots.apply_retention(protected)
-    except SupervisorError as err:
+    except Exception as err:
         record.warnings = [*record.warnings, f"snapshot retention: {err}"]

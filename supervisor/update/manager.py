@@ -12,31 +12,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from supervisor.const import Role
 from supervisor.exceptions import (
     AlreadyCurrent,
     DowngradeRefused,
+    InterventionRequired,
+    NotAcknowledgeable,
     NotCancellable,
     NoUpdate,
     UpdateNotFound,
     UpdateRunning,
     UpdatesBlocked,
 )
+from supervisor.oplock import StackLease, StackLock
 from supervisor.registry.protocol import RegistryClient
-from supervisor.update.events import EventLog
-from supervisor.update.models import RunEvent, RunRecord, StartRequest
+from supervisor.update.events import EventLog, event_log_path, replay
+from supervisor.update.freshness import ReleaseWatch
+from supervisor.update.models import Acknowledgement, RunEvent, RunRecord, StartRequest
 from supervisor.update.recovery import recover
-from supervisor.update.release import ManifestFetcher, Release, ReleaseResolver, parse_version
+from supervisor.update.release import (
+    ManifestFetcher,
+    Release,
+    ReleaseResolver,
+    parse_version,
+    unknown_current_version,
+)
 from supervisor.update.run import RunDeps, UpdateRun
 from supervisor.update.stack import StackView, inspect_stack
 from supervisor.update.stages import Stage
 
 _LOGGER = logging.getLogger(__name__)
 KEEP_EVENT_LOGS = 20
+# Recovery waits this long for a CLI restore holding the stack lock to finish.
+RECOVERY_LOCK_WAIT = 600.0
 
 
 @dataclass
@@ -52,6 +65,7 @@ class UpdateManager:
         deps: RunDeps,
         registry: RegistryClient,
         fetch_manifest: ManifestFetcher | None = None,
+        stack_lock: StackLock | None = None,
     ) -> None:
         self.deps = deps
         self.settings = deps.settings
@@ -60,16 +74,28 @@ class UpdateManager:
         self._lock = asyncio.Lock()  # guards the single-flight check-and-start
         self._runs: dict[str, _Active] = {}
         self._current: str | None = None
-        self._latest: dict[str, Any] | None = None
+        self.watch = ReleaseWatch()  # the last release check: latest release or its error
         self._recovery: asyncio.Task[RunRecord | None] | None = None
+        # One lock for every writer of the stack and its databases, across processes
+        # (a CLI restore in the container is another process): runs and recovery here.
+        self.stack_lock = stack_lock or StackLock(self.settings.state_dir)
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def startup(self) -> RunRecord | None:
-        """Recover an interrupted run before anything else may start."""
+        """Recover an interrupted run before anything else may start.
+
+        Holds the stack lock (waiting for a CLI restore that is still running)
+        so that recovery and another writer never work on the database at once.
+        """
         async with self._lock:
-            events = EventLog()
-            record = await recover(self.deps, self.settings.app_services, events)
+            journal = await asyncio.to_thread(self.deps.state.read_current)
+            if journal is None:
+                return None
+            async with self.stack_lock.hold("recovery", wait=RECOVERY_LOCK_WAIT):
+                # A recovered run continues its event id sequence from state/events/.
+                events = EventLog(self._event_path(journal.update_id))
+                record = await recover(self.deps, self.settings.app_services, events)
             if record is not None:
                 self._remember(_Active(record, events))
             return record
@@ -98,7 +124,10 @@ class UpdateManager:
         pin = self.settings.hard_pin
         if pin is not None and parse_version(pin) != parse_version(release.version):
             problems.append(UpdatesBlocked(f"the stack is hard-pinned to {pin}"))
-        if stack.version is not None and not force:
+        unknown = unknown_current_version(stack.version) if stack.version is not None else None
+        if unknown is not None and not force:
+            problems.append(unknown)
+        elif stack.version is not None and not force:
             current, target = parse_version(stack.version), parse_version(release.version)
             if target < current:
                 problems.append(
@@ -113,11 +142,58 @@ class UpdateManager:
                 )
         return problems
 
+    async def _settle_finished_run(self) -> None:
+        """A run that already announced its result may still be cleaning up (old containers,
+        retention) with the stack lock held: a start right after the result waits for that
+        instead of answering 409 for a run the client was told has ended."""
+        active = self._runs.get(self._current) if self._current is not None else None
+        if active is None or active.task is None or not active.record.state.finished:
+            return
+        await asyncio.gather(asyncio.shield(active.task), return_exceptions=True)
+        self._finished(active.record.update_id)
+
+    def blocking_run(self) -> RunRecord | None:
+        """The run that ended ``needs_intervention`` and awaits an acknowledgement, if any."""
+        current = self.deps.state.read_current()
+        if current is not None and current.blocking:
+            return current
+        return next((r for r in self.deps.state.history(limit=20) if r.blocking), None)
+
+    async def acknowledge(self, update_id: str, by: str, note: str = "") -> RunRecord:
+        """An admin took over a ``needs_intervention`` run: record who and when, unblock."""
+        async with self._lock:
+            record = self.status(update_id)
+            if not record.blocking:
+                raise NotAcknowledgeable(
+                    f"update {update_id} is {record.state}"
+                    + (" and already acknowledged" if record.acknowledged else "")
+                    + "; only an unacknowledged needs_intervention run can be acknowledged",
+                    update_id=update_id,
+                )
+            record.acknowledged = Acknowledgement(by=by, note=note)
+            current = await asyncio.to_thread(self.deps.state.read_current)
+            if current is not None and current.update_id == update_id:
+                await asyncio.to_thread(self.deps.state.write_current, record)
+            await asyncio.to_thread(self.deps.state.amend_history, record)
+            _LOGGER.warning("update %s acknowledged by %s: %s", update_id, by, note or "-")
+            return record
+
     async def start(self, request: StartRequest, trigger: str = "api") -> RunRecord:
         async with self._lock:
+            await self._settle_finished_run()
             if self._current is not None:
                 raise UpdateRunning(
                     f"update {self._current} is still running", update_id=self._current
+                )
+            blocking = await asyncio.to_thread(self.blocking_run)
+            if blocking is not None:
+                raise InterventionRequired(
+                    f"update {blocking.update_id} ended needs_intervention and no update can "
+                    f"start until an admin acknowledges it: inspect GET /admin/update/status"
+                    f"?update_id={blocking.update_id} (the kept artifacts are listed there), "
+                    f"then POST /admin/update/acknowledge or `supervisor acknowledge "
+                    f"{blocking.update_id}`",
+                    update_id=blocking.update_id,
                 )
             stack = await self._stack()
             channel = request.channel or self.settings.channel.value
@@ -132,10 +208,18 @@ class UpdateManager:
                 trigger=trigger,
                 rehearse=self.rehearsal_possible(stack),
             )
-            await asyncio.to_thread(self.deps.state.write_current, record)
-            active = _Active(record, EventLog())
+            # StackBusy (409) when a restore holds it; released when the run task ends.
+            lease = await self.stack_lock.acquire("update", update_id=record.update_id)
+            try:
+                await asyncio.to_thread(self.deps.state.write_current, record)
+            except BaseException:
+                lease.release()
+                raise
+            active = _Active(record, EventLog(self._event_path(record.update_id)))
             run = UpdateRun(self.deps, record, stack.layout, active.events)
-            active.task = asyncio.create_task(run.execute(), name=f"update-{record.update_id}")
+            active.task = asyncio.create_task(
+                _holding(lease, run.execute()), name=f"update-{record.update_id}"
+            )
             active.task.add_done_callback(lambda _t: self._finished(record.update_id))
             self._current = record.update_id
             self._remember(active)
@@ -187,8 +271,11 @@ class UpdateManager:
     ) -> AsyncIterator[RunEvent]:
         record = self.status(update_id)
         active = self._runs.get(record.update_id)
-        if active is None:  # a run from before this process: its result only
-            active = _Active(record, _replayed(record))
+        if active is None:  # a run from before this process: its log from state/events/
+            from supervisor.update.run import result_payload
+
+            log = replay(self._event_path(record.update_id), record, result_payload(record))
+            active = _Active(record, log)
         async for event in active.events.follow(after):
             yield event
 
@@ -216,22 +303,25 @@ class UpdateManager:
     # --- read-only views ------------------------------------------------------------
 
     async def check(self) -> dict[str, Any]:
-        stack = await self._stack()
+        from supervisor.update.views import check_answer
+
         channel = self.settings.channel.value
-        release = await self.resolver(stack).resolve(None, channel)
-        self._latest = {
-            "version": release.version,
-            "channel": channel,
-            "services": {s: str(ref) for s, ref in release.images.items()},
-            "update_available": stack.version is None
-            or parse_version(release.version) > parse_version(stack.version),
-        }
-        return self._latest
+        try:
+            stack = await self._stack()
+            release = await self.resolver(stack).resolve(None, channel)
+        except Exception as err:
+            self.watch.failed(err)  # /admin/version reports it; the last good answer stays
+            raise
+        self.watch.succeeded(release, channel)
+        return check_answer(self, stack)
 
     async def version_info(self) -> dict[str, Any]:
         from supervisor.update.views import version_info
 
-        return await version_info(self, await self._stack())
+        return await version_info(self)
+
+    def _event_path(self, update_id: str) -> Path:
+        return event_log_path(self.settings.state_dir, update_id)
 
     async def plan(self, target_version: str | None = None, force: bool = False) -> dict[str, Any]:
         from supervisor.update.views import plan
@@ -240,29 +330,19 @@ class UpdateManager:
 
     @property
     def latest(self) -> dict[str, Any] | None:
-        return self._latest
+        return self.watch.latest()
 
     @property
     def current_update_id(self) -> str | None:
         return self._current
 
 
-def _replayed(record: RunRecord) -> EventLog:
-    """Events for a run this process did not see: its phase and result."""
-    log = EventLog()
-    log.emit("phase", {"state": record.state.value, "message": record.phase})
-    if record.state.finished:
-        log.emit(
-            "result",
-            {
-                "state": (record.result or record.state).value,
-                "update_id": record.update_id,
-                "from_version": record.from_version,
-                "target_version": record.target_version,
-                "error": record.error.model_dump(mode="json") if record.error else None,
-            },
-        )
-    return log
+async def _holding(lease: StackLease, work: Coroutine[Any, Any, RunRecord]) -> RunRecord:
+    """Run ``work`` and release the stack lock when it ends, however it ends."""
+    try:
+        return await work
+    finally:
+        lease.release()
 
 
 __all__ = ["Stage", "UpdateManager"]

@@ -17,6 +17,9 @@ from supervisor.signatures.models import SignatureVerdict
 from supervisor.update.stages import Stage
 
 LOG_TAIL_LINES = 50
+# The longest version a request may name: an OCI tag is at most 128 characters, and the
+# version becomes the tag. One limit for start, plan, the CLI and the OpenAPI document.
+MAX_VERSION_LENGTH = 128
 
 
 def utcnow() -> datetime:
@@ -50,6 +53,12 @@ class RetainedRecord(_Model):
     old_name: str
     old_restart_policy: dict[str, Any]
     old_was_running: bool
+    old_image: str = ""
+    old_image_id: str = ""
+    old_repo_digest: str | None = None
+    # The old container's create spec (its environment included): journaled so a
+    # rollback can recreate it if it was removed by hand; never served (public()).
+    old_spec: dict[str, Any] = Field(default_factory=dict, repr=False)
 
 
 class StageTiming(_Model):
@@ -65,12 +74,37 @@ class RunError(_Model):
     stage: Stage
 
 
+class RollbackJournal(_Model):
+    """Each rollback step, journaled *before* it acts, so a crash resumes it instead of
+    starting it over (a second pre-rollback dump after the swap would hold the old data)."""
+
+    new_stopped: bool = False
+    pre_rollback: Literal["pending", "taken", "verified", "failed"] = "pending"
+    pre_rollback_error: str | None = None
+    snapshot_checked: bool = False
+    restore_started: bool = False
+    restored: bool = False
+    # The live database renamed aside by the restore: the new version's data,
+    # kept until the pre-rollback dump is verified (dropped then), else kept.
+    replaced_database: str | None = None
+    replaced_database_dropped: bool = False
+    put_back: list[str] = Field(default_factory=list)  # old container ids put back
+
+
+class Acknowledgement(_Model):
+    """An admin took over a ``needs_intervention`` run; starts are allowed again."""
+
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    by: str
+    note: str = ""
+
+
 class StartRequest(_Model):
     """``POST /admin/update/start`` (CanopyOS): strict types, no unknown fields."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    target_version: str | None = None
+    target_version: str | None = Field(None, max_length=MAX_VERSION_LENGTH)
     channel: Literal["stable", "beta"] | None = None
     force: bool = False
 
@@ -99,13 +133,24 @@ class RunRecord(_Model):
     error: RunError | None = None
     result: Stage | None = None
     cancel_requested: bool = False
+    rollback: RollbackJournal | None = None
+    kept: list[str] = Field(default_factory=list)  # artifacts kept for the operator
+    acknowledged: Acknowledgement | None = None
+
+    @property
+    def blocking(self) -> bool:
+        """Ended ``needs_intervention`` and nobody has acknowledged it yet."""
+        return self.state is Stage.NEEDS_INTERVENTION and self.acknowledged is None
 
     def log(self, line: str) -> None:
         self.log_tail = [*self.log_tail, line][-LOG_TAIL_LINES:]
 
     def public(self) -> dict[str, Any]:
-        """The status body: the CanopyOS fields first, then ours."""
-        return self.model_dump(mode="json")
+        """The status body: the CanopyOS fields first, then ours.
+
+        Retained containers' create specs stay in the journal only: they hold the
+        old containers' environment (database passwords)."""
+        return self.model_dump(mode="json", exclude={"retained": {"__all__": {"old_spec"}}})
 
 
 class LastGood(_Model):

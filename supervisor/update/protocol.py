@@ -34,6 +34,14 @@ class UpdateService(Protocol):
 
     async def cancel(self, update_id: str) -> RunRecord: ...
 
+    def blocking_run(self) -> RunRecord | None:
+        """The ``needs_intervention`` run that blocks starts until acknowledged, if any."""
+        ...
+
+    async def acknowledge(self, update_id: str, by: str, note: str = "") -> RunRecord:
+        """An admin takes over a ``needs_intervention`` run; starts are allowed again."""
+        ...
+
     async def wait(self, update_id: str) -> RunRecord:
         """Until the run has ended."""
         ...

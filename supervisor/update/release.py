@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from packaging.version import InvalidVersion as _PackagingInvalidVersion
 from packaging.version import Version
 
-from supervisor.exceptions import InvalidVersion, ManifestNotFound, RegistryError
+from supervisor.exceptions import (
+    CurrentVersionUnknown,
+    InvalidVersion,
+    ManifestNotFound,
+    RegistryError,
+)
 from supervisor.reference import ImageReference
 from supervisor.registry.protocol import RegistryClient
 
@@ -40,6 +45,33 @@ def parse_version(text: str) -> Version:
         return Version(text)
     except _PackagingInvalidVersion as err:
         raise InvalidVersion(f"{text!r} is not a version (expected e.g. 1.4.2)") from err
+
+
+def unknown_current_version(current: str) -> CurrentVersionUnknown | None:
+    """Why the running stack's version cannot be compared with a target, or None if it can.
+
+    ``current`` comes from the stack (a label or the tag its containers were created from),
+    not from the caller, so a tag like ``latest`` is the stack's state (409), never the
+    caller's ``invalid_version``.
+    """
+    try:
+        Version(current)
+    except _PackagingInvalidVersion:
+        return CurrentVersionUnknown(
+            f"the running version is unknown: the stack's images say {current[:64]!r}, which "
+            "is not a version (e.g. 1.4.2). Deploy the stack with version tags (app:1.4.2 "
+            "instead of app:latest) or label the images org.opencontainers.image.version; "
+            "or start this update with force=true to go to the target anyway"
+        )
+    return None
+
+
+def newer_than_running(target: str, current: str | None) -> bool:
+    """True when ``target`` is newer than ``current``; an unknown current version (none, or
+    a tag like ``latest``) counts as older, so a real release is offered."""
+    if current is None or unknown_current_version(current) is not None:
+        return True
+    return parse_version(target) > parse_version(current)
 
 
 def in_channel(version: Version, channel: str) -> bool:

@@ -1,119 +1,383 @@
-"""Putting the previous version back, images *and* data.
+"""The undo of each zone: abandon, restart what was stopped, or put the previous version back.
 
-After a failure from ``migrate`` on, the database may hold writes of the new
-version and the schema may be half-migrated. Rollback:
+Rollback (from ``migrate`` on) returns the previous images *and* data, and is
+resumable: every step is journaled in ``record.rollback`` before it acts,
+so a crash inside it resumes where it stopped instead of starting over:
 
-1. stops the new containers, so nothing writes while data is handled;
-2. takes a ``pre-rollback`` dump of the failed database (so what was written
-   during the health window is not lost forever);
-3. restores the database from the run's ``pre-update`` snapshot;
-4. puts the retained old containers back (rename + start, no pull) and starts
-   the services that were only stopped, in dependency order;
-5. health-checks them and pins the previous digests again.
+1. stop the new containers (nothing writes while data is handled);
+2. take a ``pre-rollback`` dump of the failed database, once: after a crash
+   a committed dump of this run is adopted, never taken again (after the
+   restore it would hold the *old* data);
+3. prove the run's ``pre-update`` snapshot usable; an unusable one is never
+   restored: the run ends ``needs_intervention`` with everything kept;
+4. restore it; the replaced database (the new version's data) is renamed
+   aside, and dropped only once the pre-rollback dump exists and verifies,
+   otherwise kept and listed for the operator;
+5. put the retained old containers back (rename + start, no pull; recreated
+   from their recorded spec if someone removed them);
+6. start the previous version and wait until healthy, retrying with backoff
+   (a stop still in flight from a killed run is waited out first);
+7. pin the previous digests again.
 
 Any failure on the way ends in ``needs_intervention`` with a message saying
-what is where; nothing is deleted.
+what is where; nothing is deleted, and starts are blocked until an admin
+acknowledges it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
-from supervisor.exceptions import EngineNotFound, SupervisorError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from supervisor.exceptions import (
+    EngineError,
+    EngineNotFound,
+    RollbackUnsafe,
+    SnapshotError,
+    SupervisorError,
+)
 from supervisor.snapshots.const import SnapshotReason
+from supervisor.snapshots.pg_commands import kept_database_name
 from supervisor.update.completion import write_pins
+from supervisor.update.models import RollbackJournal, RunError
 from supervisor.update.stages import Stage
 
 if TYPE_CHECKING:
     from supervisor.update.run import UpdateRun
 
 
+async def fault_point(name: str) -> None:
+    from supervisor.update.run import fault_point as hold
+
+    await hold(name)
+
+
+_LOGGER = logging.getLogger(__name__)
+
+# How often the previous version is started and health-checked before the
+# rollback gives up: a kill -9 can leave a stop request in flight in the
+# engine that stops the container again right after it was started.
+START_ATTEMPTS = 4
+
+
+def replaced_database_name(database: str, update_id: str) -> str:
+    """Where the restore renames the database it replaces (the new version's data):
+    ``<db>__old_<run id>``, the only form the snapshot adapter will later drop."""
+    return kept_database_name(database, update_id)
+
+
+# --- untouched: nothing changed --------------------------------------------------------
+
+
+async def abandon(run: UpdateRun) -> None:
+    """Before ``stop``: remove what the run left (one-shots, scratch copies), end ``failed``."""
+    await remove_one_shots(run)
+    if run.reached(Stage.REHEARSE):
+        await drop_scratch(run)
+    await run.finish(Stage.FAILED)
+
+
+async def remove_one_shots(run: UpdateRun) -> None:
+    """A migrations container of the run must not keep writing during an undo."""
+    project = run.settings.compose_project
+    run_id = run.record.update_id
+    for label in (run_id, f"{run_id}-rehearsal"):
+        try:
+            containers = await run.deps.engine.run_containers(project, label)
+        except EngineError as err:
+            run.log(f"could not list one-shot containers: {err.message}")
+            continue
+        for container in containers:
+            if container.labels.get("com.docker.compose.oneoff") == "True":
+                await run.deps.engine.remove_container(container.id)
+                run.log(f"removed one-shot container {container.name}")
+
+
+async def drop_scratch(run: UpdateRun) -> None:
+    """The rehearsal's sandbox (throwaway server and network), found by the run's label."""
+    try:
+        removed = await run.deps.engine.remove_sandboxes(
+            run.settings.compose_project, run.record.update_id
+        )
+    except SupervisorError as err:
+        run.log(f"rehearsal sandbox not removed: {err.message}")
+        return
+    if removed:
+        run.log(f"removed the rehearsal sandbox: {', '.join(removed)}")
+
+
+# --- stopped: services down, data unchanged ---------------------------------------------
+
+
 async def restart_stopped(run: UpdateRun) -> None:
     """A failure in ``stop`` or ``backup``: start what was stopped; nothing else changed."""
+    await remove_one_shots(run)
     try:
-        await _start_old(run)
-        await _wait_old_healthy(run)
+        await start_previous(run)
     except Exception as err:
         await needs_intervention(run, f"could not restart the stopped services: {err}")
         return
     await run.finish(Stage.FAILED)
 
 
-async def roll_back(run: UpdateRun) -> None:
-    from supervisor.update.run import from_record
+# --- changed: roll back images and data --------------------------------------------------
 
-    record, deps = run.record, run.deps
-    data_touched = run.reached(Stage.MIGRATE) or run.reached(Stage.RECREATE)
-    await run.enter(Stage.ROLLBACK)
+
+async def roll_back(run: UpdateRun) -> None:
+    record = run.record
+    if record.state is not Stage.ROLLBACK:
+        record.rollback = record.rollback or RollbackJournal()
+        await run.enter(Stage.ROLLBACK)
+    else:
+        record.rollback = record.rollback or RollbackJournal()
+        run.log("resuming the rollback from its journal")
     try:
-        for retained in reversed(record.retained):
-            with contextlib.suppress(EngineNotFound):
-                await deps.engine.stop(retained.new_id, run.settings.stop_timeout)
-        if data_touched and record.snapshot_id:
-            await _pre_rollback_dump(run)
-            run.log(f"restoring the database from snapshot {record.snapshot_id}")
-            await deps.snapshots.restore(record.snapshot_id, run.snapshot_progress)
-        for retained in record.retained:
-            await deps.engine.restore_retained(from_record(retained), start=False)
-            run.log(f"put back the old {retained.service} container ({retained.old_id[:12]})")
-        await _start_old(run)
-        await _wait_old_healthy(run)
-        await write_pins(deps, record, target=False)
+        await _stop_new(run)
+        await remove_one_shots(run)
+        if _data_touched(run) and record.snapshot_id:
+            await _restore_data(run, record.snapshot_id)
+        await _put_back_old(run)
+        await start_previous(run)
+        await write_pins(run.deps, record, target=False)
     except Exception as err:
-        await needs_intervention(run, f"rollback failed: {err}")
+        if not isinstance(err, SupervisorError):
+            _LOGGER.exception("rollback of %s failed", record.update_id)
+        await needs_intervention(run, f"rollback failed: {getattr(err, 'message', err)}")
         return
     await run.finish(Stage.ROLLED_BACK)
 
 
-async def _pre_rollback_dump(run: UpdateRun) -> None:
-    record = run.record
-    images = {t.service: t.target_digest or "" for t in record.services.values()}
-    try:
-        snapshot = await run.deps.snapshots.create(
-            SnapshotReason.PRE_ROLLBACK, record.update_id, images, run.snapshot_progress
-        )
-    except SupervisorError as err:
-        record.warnings = [*record.warnings, f"pre-rollback dump failed: {err.message}"]
-        run.log(f"pre-rollback dump failed ({err.message}); restoring anyway")
+def _data_touched(run: UpdateRun) -> bool:
+    return run.reached(Stage.MIGRATE) or run.reached(Stage.RECREATE)
+
+
+def _journal(run: UpdateRun) -> RollbackJournal:
+    assert run.record.rollback is not None
+    return run.record.rollback
+
+
+async def _stop_new(run: UpdateRun) -> None:
+    journal = _journal(run)
+    if journal.new_stopped:
         return
-    record.pre_rollback_snapshot_id = snapshot.id
+    for retained in reversed(run.record.retained):
+        if retained.new_id:
+            with contextlib.suppress(EngineNotFound):
+                await run.deps.engine.ensure_stopped(retained.new_id, run.settings.stop_timeout)
+    journal.new_stopped = True
     await run.save()
-    run.log(f"pre-rollback dump {snapshot.id} keeps what the new version wrote")
+    await fault_point("rollback.new-stopped")
 
 
-async def _start_old(run: UpdateRun) -> None:
-    for service in run.layout.app_order:
-        for container_id in run.layout.containers.get(service, []):
-            current = await run.deps.engine.container(container_id)
-            if not current.running:
-                await run.deps.engine.start(container_id)
-                run.log(f"started {service} ({container_id[:12]})")
+async def _restore_data(run: UpdateRun, snapshot_id: str) -> None:
+    journal, snapshots = _journal(run), run.deps.snapshots
+    if journal.pre_rollback == "pending" and not journal.restore_started:
+        await _pre_rollback_dump(run)
+    if journal.pre_rollback == "taken" and run.record.pre_rollback_snapshot_id:
+        try:
+            await snapshots.check(run.record.pre_rollback_snapshot_id)
+            journal.pre_rollback = "verified"
+        except SnapshotError as err:
+            journal.pre_rollback, journal.pre_rollback_error = "failed", err.message
+        await run.save()
+    if not journal.snapshot_checked:
+        try:
+            await snapshots.check(snapshot_id)
+        except SnapshotError as err:
+            raise RollbackUnsafe(
+                f"the pre-update snapshot {snapshot_id} is unusable ({err.message}); "
+                "the database was not restored from it"
+            ) from err
+        journal.snapshot_checked = True
+        await run.save()
+    if not journal.restored:
+        manifest = await snapshots.get(snapshot_id)
+        replaced = (
+            replaced_database_name(manifest.postgres.database, run.record.update_id)
+            if manifest.postgres is not None
+            else None
+        )
+        journal.restore_started, journal.replaced_database = True, replaced
+        await run.save()  # journaled before the restore acts
+        await fault_point("rollback.restore-started")
+        run.log(f"restoring the database from snapshot {snapshot_id}")
+        await snapshots.restore(snapshot_id, run.snapshot_progress, keep_replaced_as=replaced)
+        journal.restored = True
+        await run.save()
+        if replaced:
+            run.log(f"database restored; the replaced one is kept as {replaced} for now")
+        await fault_point("rollback.swapped")
+    if journal.replaced_database and not journal.replaced_database_dropped:
+        if journal.pre_rollback == "verified":
+            await snapshots.drop_kept_database(journal.replaced_database)
+            journal.replaced_database_dropped = True
+            await run.save()
+            run.log(
+                f"dropped {journal.replaced_database}: the pre-rollback dump "
+                f"{run.record.pre_rollback_snapshot_id} holds its data"
+            )
+        else:
+            warning = (
+                f"database {journal.replaced_database} holds what the failed version wrote "
+                f"and was kept, because no verified pre-rollback dump exists "
+                f"({journal.pre_rollback_error or 'not taken'})"
+            )
+            if warning not in run.record.warnings:
+                run.record.warnings = [*run.record.warnings, warning]
+                await run.save()
+            run.log(warning)
 
 
-async def _wait_old_healthy(run: UpdateRun) -> None:
-    ids = [cid for s in run.layout.app_order for cid in run.layout.containers.get(s, [])]
-    window = min(run.settings.stability_window, 5.0)
-    from supervisor.update.run import gather_first_error
-
-    await gather_first_error(
-        run.deps.engine.wait_healthy(container_id, run.settings.health_timeout, window)
-        for container_id in ids
+async def _pre_rollback_dump(run: UpdateRun) -> None:
+    """Dump the failed database once; after a crash, adopt the dump already committed."""
+    record, journal, snapshots = run.record, _journal(run), run.deps.snapshots
+    adopted = next(
+        (
+            s
+            for s in await snapshots.list()
+            if s.reason is SnapshotReason.PRE_ROLLBACK and s.run_id == record.update_id
+        ),
+        None,
     )
+    if adopted is not None:
+        run.log(f"pre-rollback dump {adopted.id} was already taken before the restart")
+        snapshot_id = adopted.id
+    else:
+        images = {t.service: t.target_digest or "" for t in record.services.values()}
+        try:
+            snapshot = await snapshots.create(
+                SnapshotReason.PRE_ROLLBACK, record.update_id, images, run.snapshot_progress
+            )
+        except SupervisorError as err:
+            journal.pre_rollback, journal.pre_rollback_error = "failed", err.message
+            record.warnings = [*record.warnings, f"pre-rollback dump failed: {err.message}"]
+            await run.save()
+            run.log(
+                f"pre-rollback dump failed ({err.message}); the replaced database "
+                "will be kept instead of dropped"
+            )
+            return
+        snapshot_id = snapshot.id
+    record.pre_rollback_snapshot_id = snapshot_id
+    journal.pre_rollback = "taken"
+    await run.save()
+    run.log(f"pre-rollback dump {snapshot_id} keeps what the new version wrote")
+    await fault_point("rollback.pre-rollback-taken")
+
+
+async def _put_back_old(run: UpdateRun) -> None:
+    from supervisor.update.actions import from_record
+
+    journal = _journal(run)
+    for retained in run.record.retained:
+        if retained.old_id in journal.put_back:
+            continue
+        container = await run.deps.engine.restore_retained(
+            from_record(retained), start=False, stop_timeout=run.settings.stop_timeout
+        )
+        in_place = container.id
+        if in_place != retained.old_id:  # recreated from its recorded spec
+            run.log(f"the old {retained.service} container was gone: recreated as {in_place[:12]}")
+            _replace_id(run, retained.old_id, in_place)
+        journal.put_back = [*journal.put_back, retained.old_id]
+        await run.save()
+        run.log(f"put back the old {retained.service} container ({in_place[:12]})")
+        await fault_point("rollback.put-back")
+
+
+def _replace_id(run: UpdateRun, old_id: str, new_id: str) -> None:
+    for service, ids in run.layout.containers.items():
+        run.layout.containers[service] = [new_id if i == old_id else i for i in ids]
+    for target in run.record.services.values():
+        if old_id in target.container_ids:
+            target.container_ids = [new_id if i == old_id else i for i in target.container_ids]
+
+
+# --- shared: the previous version running and healthy ------------------------------------
+
+
+async def start_previous(run: UpdateRun) -> None:
+    """Start the previous version in dependency order and wait until healthy, converging.
+
+    Each attempt first lets any stop still in flight settle (a killed run may have
+    left one in the engine), starts what is not running, then waits for health
+    with the stability window; an attempt that sees a container exit starts over.
+    """
+    from supervisor.update.actions import gather_first_error
+
+    engine, settings = run.deps.engine, run.settings
+    ids = [cid for s in run.layout.app_order for cid in run.layout.containers.get(s, [])]
+    # A stop this run asked for may still be in flight in the engine after a crash
+    # (the container stays "running" until it exits): settle it before starting.
+    unsure = set(run.record.stopped) if run.recovering else set()
+    window = min(settings.stability_window, 5.0)
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(START_ATTEMPTS),
+        wait=wait_exponential(multiplier=1, max=8),
+        retry=retry_if_exception_type(EngineError),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            number = attempt.retry_state.attempt_number
+            if number > 1:
+                run.log(f"starting the previous version again (attempt {number})")
+            for container_id in ids:
+                settling = container_id in unsure
+                await engine.ensure_running(
+                    container_id,
+                    settings.health_timeout,
+                    stop_timeout=settings.stop_timeout if settling else None,
+                    settle=2.0 if settling else 0.0,
+                )
+            unsure.clear()  # settled by the first attempt
+            await gather_first_error(
+                engine.wait_healthy(container_id, settings.health_timeout, window)
+                for container_id in ids
+            )
     run.log("previous version healthy")
 
 
 async def needs_intervention(run: UpdateRun, what: str) -> None:
     record = run.record
-    artifacts = [f"snapshot {record.snapshot_id}"] if record.snapshot_id else []
-    if record.pre_rollback_snapshot_id:
-        artifacts.append(f"pre-rollback dump {record.pre_rollback_snapshot_id}")
-    artifacts += [f"old container {r.old_name} ({r.old_id[:12]})" for r in record.retained]
-    message = f"{what}. Kept for the operator: {', '.join(artifacts) or 'nothing to keep'}."
-    if record.error is not None:
+    record.kept = await kept_artifacts(run)
+    message = f"{what}. Kept for the operator: {', '.join(record.kept) or 'nothing'}."
+    if record.error is not None and record.error.error_key != "needs_intervention":
         message += f" Original failure in {record.error.stage}: {record.error.message}"
-    from supervisor.update.models import RunError
-
     record.error = RunError(error_key="needs_intervention", message=message, stage=record.state)
     run.log(message)
     await run.finish(Stage.NEEDS_INTERVENTION)
+
+
+async def kept_artifacts(run: UpdateRun) -> list[str]:
+    """Everything an operator may need, as it exists now (checked, not assumed)."""
+    record, journal = run.record, run.record.rollback
+    kept: list[str] = []
+    listed = set()
+    with contextlib.suppress(SupervisorError):
+        listed = {s.id for s in await run.deps.snapshots.list()}
+    if record.snapshot_id:
+        state = "" if record.snapshot_id in listed else " (not found in backups/)"
+        kept.append(f"pre-update snapshot {record.snapshot_id}{state}")
+    if record.pre_rollback_snapshot_id:
+        kept.append(f"pre-rollback dump {record.pre_rollback_snapshot_id}")
+    if (
+        journal is not None
+        and journal.restore_started
+        and journal.replaced_database
+        and not journal.replaced_database_dropped
+    ):
+        kept.append(f"database {journal.replaced_database} (what the failed version wrote)")
+    put_back = set(journal.put_back) if journal is not None else set()
+    for retained in record.retained:
+        if retained.old_id in put_back:
+            continue
+        with contextlib.suppress(SupervisorError):
+            await run.deps.engine.container(retained.old_id)
+            kept.append(f"old container {retained.old_name} ({retained.old_id[:12]})")
+            continue
+        kept.append(f"old container {retained.old_name}: gone; its spec is in the journal")
+    return kept

@@ -5,12 +5,17 @@ supervisor manages and in which role. The current version is, in order of
 trust: the last-good record when the running digests match it, the image's
 ``org.opencontainers.image.version`` label, or the tag the container was
 created from.
+
+``/admin/version`` must answer while a run recreates a service (its container is briefly
+gone) or a container restarts, so :func:`inspect_stack` has a lenient mode: a missing service
+is reported in :attr:`StackView.status` instead of refusing the whole view. Starting a run
+uses the strict mode: it needs every service.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from supervisor.config import Settings
 from supervisor.const import Role
@@ -22,10 +27,20 @@ from supervisor.statedir import StateStore
 from supervisor.update.models import RunRecord, ServiceTarget, StartRequest
 from supervisor.update.release import Release
 from supervisor.update.run import StackLayout
-from supervisor.update.stages import PHASE_TEXT, Stage
+from supervisor.update.stages import Stage
 
 VERSION_LABEL = "org.opencontainers.image.version"
 MOVING_ROLES = (Role.APP, Role.MIGRATIONS)
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """How a managed service's containers are doing, as a UI shows it."""
+
+    state: str  # missing, or the engine's: running, restarting, created, exited, paused …
+    health: str | None = None  # healthy / unhealthy / starting; None without a healthcheck
+    containers: int = 0
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,12 @@ class StackView:
     services: dict[str, ServiceTarget]  # the services an update moves (app + migrations)
     repositories: dict[str, ImageReference]  # service → repository (no tag, no digest)
     version: str | None
+    # every managed service (all roles): missing, restarting, running …
+    status: dict[str, ServiceStatus] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> list[str]:
+        return sorted(name for name, s in self.status.items() if s.state == MISSING)
 
     def new_record(
         self,
@@ -52,10 +73,12 @@ class StackView:
             )
             for name, target in self.services.items()
         }
+        from supervisor.update.steps import phase_text
+
         return RunRecord(
             update_id=update_id,
             state=Stage.PREFLIGHT,
-            phase=PHASE_TEXT[Stage.PREFLIGHT],
+            phase=phase_text(Stage.PREFLIGHT),
             trigger=trigger,
             request=request,
             from_version=self.version,
@@ -65,10 +88,14 @@ class StackView:
         )
 
 
-async def inspect_stack(engine: Engine, settings: Settings, state: StateStore) -> StackView:
+async def inspect_stack(
+    engine: Engine, settings: Settings, state: StateStore, *, strict: bool = True
+) -> StackView:
+    """The stack now; ``strict``: refuse (404 ``service_not_found``) when a service is missing."""
     discovered = await engine.discover(settings.compose_project, settings.services)
+    discovered = {name: s for name, s in discovered.items() if s.containers}
     missing = sorted(set(settings.services) - set(discovered))
-    if missing:
+    if missing and strict:
         raise ServiceNotFound(
             f"managed services not found in compose project {settings.compose_project!r}: "
             f"{', '.join(missing)} (found: {', '.join(sorted(discovered)) or 'no containers'})"
@@ -78,6 +105,8 @@ async def inspect_stack(engine: Engine, settings: Settings, state: StateStore) -
     targets: dict[str, ServiceTarget] = {}
     repositories: dict[str, ImageReference] = {}
     for name in moving:
+        if name not in discovered:
+            continue
         service = discovered[name]
         reference = ImageReference.parse(service.image or "")
         repositories[name] = ImageReference(reference.registry, reference.repository)
@@ -99,15 +128,32 @@ async def inspect_stack(engine: Engine, settings: Settings, state: StateStore) -
         target.current_version = version
     layout = StackLayout(
         app_order=list(settings.app_services),
-        containers={s: list(targets[s].container_ids) for s in settings.app_services},
+        containers={
+            s: list(targets[s].container_ids) for s in settings.app_services if s in targets
+        },
         migrations_container=_first_container(discovered, settings.service_for(Role.MIGRATIONS)),
         postgres_container=_first_container(discovered, settings.service_for(Role.POSTGRES)),
     )
-    return StackView(layout, targets, repositories, version)
+    status = {name: _status(discovered.get(name)) for name in settings.services}
+    return StackView(layout, targets, repositories, version, status)
+
+
+def _status(service: StackService | None) -> ServiceStatus:
+    if service is None or not service.containers:
+        return ServiceStatus(MISSING)
+    states = [c.state for c in service.containers]
+    # The worst state wins: one restarting replica makes the service "restarting".
+    state = next((s for s in ("restarting", "dead", "exited", "created", "paused") if s in states),
+                 states[0])  # fmt: skip
+    healths = [c.health for c in service.containers if c.health]
+    health = next(
+        (h for h in ("unhealthy", "starting") if h in healths), healths[0] if healths else None
+    )
+    return ServiceStatus(state, health, len(service.containers))
 
 
 def _first_container(discovered: dict[str, StackService], service: str | None) -> str | None:
-    if service is None or not discovered[service].containers:
+    if service is None or service not in discovered or not discovered[service].containers:
         return None
     return discovered[service].containers[0].id
 
@@ -120,11 +166,17 @@ async def _current_version(
     app_services: list[str],
 ) -> str | None:
     last_good = await asyncio.to_thread(state.read_last_good)
-    if last_good is not None and all(
-        last_good.images.get(name) == target.current_digest for name, target in targets.items()
+    if (
+        last_good is not None
+        and targets
+        and all(
+            last_good.images.get(name) == target.current_digest for name, target in targets.items()
+        )
     ):
         return last_good.version
     for name in app_services:
+        if name not in discovered:
+            continue
         containers = discovered[name].containers
         if containers:
             labels = await engine.image_labels(containers[0].image_id)

@@ -1,5 +1,9 @@
 """Read-only answers: ``/admin/version`` and the dry-run ``plan``.
 
+The last result and the active run come from :func:`supervisor.update.summary.run_summary`
+(also the badge's source); freshness (latest release, ``update_available``, the check's
+error) from :mod:`supervisor.update.freshness`.
+
 Neither changes anything. ``plan`` runs the same resolution and policy
 checks as ``start`` and reports every blocker instead of stopping at the first.
 """
@@ -9,7 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from supervisor.exceptions import SupervisorError
-from supervisor.update.stack import StackView
+from supervisor.update.freshness import service_freshness
+from supervisor.update.stack import MISSING, MOVING_ROLES, ServiceStatus, StackView, inspect_stack
+from supervisor.update.summary import run_summary
 
 if TYPE_CHECKING:
     from supervisor.update.manager import UpdateManager
@@ -19,47 +25,56 @@ def _digest_only(reference: str | None) -> str | None:
     return reference.split("@", 1)[1] if reference and "@" in reference else None
 
 
-def last_result(manager: UpdateManager) -> dict[str, Any] | None:
-    try:
-        record = manager.status()
-    except SupervisorError:
-        return None
-    return {
-        "update_id": record.update_id,
-        "state": record.state.value,
-        "from_version": record.from_version,
-        "target_version": record.target_version,
-        "version": record.target_version if record.state == "completed" else record.from_version,
-        "started_at": record.started_at.isoformat(),
-        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
-        "error": record.error.message if record.error else None,
-    }
-
-
-async def version_info(manager: UpdateManager, stack: StackView) -> dict[str, Any]:
-    current = {
-        name: {
-            "tag": target.current_version,
-            "digest": _digest_only(target.current_digest),
-            "image": target.current_digest or target.current_image,
+async def version_info(manager: UpdateManager) -> dict[str, Any]:
+    """``GET /admin/version``: answers while a service is missing or restarting (200, with
+    that service's ``state``), and reports a failed release check instead of failing."""
+    stack = await inspect_stack(
+        manager.deps.engine, manager.settings, manager.deps.state, strict=False
+    )
+    watch = manager.watch
+    current: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    for name in manager.settings.services_with_role(*MOVING_ROLES):
+        target = stack.services.get(name)
+        status = stack.status.get(name, ServiceStatus(MISSING))
+        tag = target.current_version if target is not None else None
+        digest = _digest_only(target.current_digest) if target is not None else None
+        image = (target.current_digest or target.current_image) if target is not None else None
+        current[name] = {
+            "tag": tag,
+            "digest": digest,
+            "image": image,
+            "state": status.state,
+            "health": status.health,
         }
-        for name, target in stack.services.items()
-    }
-    latest = manager.latest
+        services[name] = {**service_freshness(watch, name, tag, digest), "state": status.state}
     try:
-        last = manager.status()
-        verdicts = [v.model_dump(mode="json") for v in last.verdicts]
+        verdicts = [v.model_dump(mode="json") for v in manager.status().verdicts]
     except SupervisorError:
         verdicts = []
     return {
         "version": stack.version,
         "current": current,
-        "latest": latest,
-        "update_available": bool(latest and latest.get("update_available")),
-        "update_running": manager.current_update_id,
-        "last_result": last_result(manager),
+        "latest": watch.latest(),
+        "update_available": any(s["update_available"] for s in services.values()),
+        "services": services,
+        "check": watch.check_status(),
+        **run_summary(manager).model_dump(mode="json"),
         "signatures": verdicts,  # the verdicts of the last run's target digests
     }
+
+
+def check_answer(manager: UpdateManager, stack: StackView) -> dict[str, Any]:
+    """``POST /admin/update/check``: the release just found, compared with what runs now."""
+    watch = manager.watch
+    available = any(
+        service_freshness(watch, name, target.current_version, _digest_only(target.current_digest))[
+            "update_available"
+        ]
+        for name, target in stack.services.items()
+    )
+    return {**(watch.latest() or {}), "current_version": stack.version,
+            "update_available": available}  # fmt: skip
 
 
 async def plan(

@@ -12,6 +12,8 @@ before it serves.
 from __future__ import annotations
 
 import json
+import os
+import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -27,6 +29,11 @@ from tests.support.testenv import ROOT
 StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 ARTIFACT = ROOT / "test-artifacts" / "crash-matrix.md"
 ROWS = 20000
+
+# Kills at random moments with no hold at all (seeded; the seed is printed and can be
+# replayed with STACKSUP_CRASH_SEED): inside stages and inside engine calls.
+SEED = int(os.environ.get("STACKSUP_CRASH_SEED", random.randrange(1 << 30)))
+RANDOM_KILLS = 4
 
 # (stage the journal shows, seconds to wait after that before kill -9)
 CASES = [
@@ -87,9 +94,13 @@ def test_s4_kill_at_every_stage_ends_on_a_good_version(
         env = sidecar_env(project, docker_proxy_url, tmp_path)
         state_dir = Path(env["SUPERVISOR_STATE_DIR"])
         with sidecar_process(env, tmp_path / "sidecar.log") as sidecar:
-            for stage, delay in CASES:
+            rng = random.Random(SEED)
+            print(f"crash seed {SEED}")
+            randoms = [("random", round(rng.uniform(0.5, 14.0), 2)) for _ in range(RANDOM_KILLS)]
+            for stage, delay in [*CASES, *randoms]:
                 # Boundaries of stages that take milliseconds are held open for the kill.
-                sidecar.env["STACKSUP_FAULT_HOLD"] = f"{stage}:30" if delay == 0 else ""
+                hold = stage != "random" and delay == 0
+                sidecar.env["STACKSUP_FAULT_HOLD"] = f"{stage}:30" if hold else ""
                 sidecar.start()
                 current = app_version(project)
                 target, force = ("1.1.0", False) if current == "1.0.0" else ("1.0.0", True)
@@ -97,27 +108,28 @@ def test_s4_kill_at_every_stage_ends_on_a_good_version(
                     "POST", "/admin/update/start", {"target_version": target, "force": force}
                 )
                 update_id = started["update_id"]
-                deadline = time.monotonic() + 120
-                seen = journal_state(state_dir)
-                while seen != stage and time.monotonic() < deadline:
-                    finished = seen in ("completed", "failed", "rolled_back", "cancelled")
-                    assert not finished, f"run ended in {seen} before reaching {stage}"
-                    time.sleep(0.02)
+                if stage != "random":
+                    deadline = time.monotonic() + 120
                     seen = journal_state(state_dir)
-                assert seen == stage, f"never saw {stage} (last {seen})"
+                    while seen != stage and time.monotonic() < deadline:
+                        finished = seen in ("completed", "failed", "rolled_back", "cancelled")
+                        assert not finished, f"run ended in {seen} before reaching {stage}"
+                        time.sleep(0.02)
+                        seen = journal_state(state_dir)
+                    assert seen == stage, f"never saw {stage} (last {seen})"
                 time.sleep(delay)
                 at_kill = journal_state(state_dir)
                 sidecar.kill()
                 sidecar.env["STACKSUP_FAULT_HOLD"] = ""
                 sidecar.start()  # recovers before it answers
                 record = sidecar.call("GET", f"/admin/update/status?update_id={update_id}")
-                assert record["state"] in ("completed", "failed", "rolled_back"), record
+                assert record["state"] in ("completed", "failed", "rolled_back"), (SEED, record)
                 running = app_version(project)
                 expected = target if record["state"] == "completed" else current
                 assert running == expected, (stage, delay, record["state"], running)
                 data = data_matches_version(project, running)
                 rows.append(
-                    f"| {stage} | {'boundary' if delay == 0 else f'+{delay:g} s'} | {at_kill} "
+                    f"| {stage} | {'boundary' if hold else f'+{delay:g} s'} | {at_kill} "
                     f"| {current} → {target} | {record['state']} | {running} | {data} |"
                 )
                 sidecar.kill()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.api.errors import http_status
 from supervisor.exceptions import BackupFailed, InsufficientDiskSpace, InvalidSnapshotId
 from supervisor.snapshots import SnapshotReason
 from tests.docker.conftest import SnapshotFactory
@@ -96,7 +97,7 @@ async def test_disk_full_mid_dump_leaves_nothing(
     )
     with pytest.raises(InsufficientDiskSpace, match="filled up while writing postgres.dump") as e:
         await service.create(SnapshotReason.MANUAL)
-    assert e.value.status == 507
+    assert http_status(e.value) == 507
     assert _left_in(small_disk) == []
     assert os.statvfs(small_disk).f_bfree == os.statvfs(small_disk).f_blocks
     assert _dump_processes(postgres) == ""  # pg_dump was killed, not left blocked

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.api.errors import http_status
 from supervisor.exceptions import RestoreFailed, SnapshotCorrupt
 from supervisor.snapshots import SnapshotReason
 from tests.docker.conftest import SnapshotFactory
@@ -142,7 +143,7 @@ async def test_corrupt_dump_is_refused_before_any_database_is_touched(
     with pytest.raises(SnapshotCorrupt, match="postgres.dump") as refused:
         await service.restore(manifest.id)
 
-    assert refused.value.status == 422
+    assert http_status(refused.value) == 422
     with pytest.raises(SnapshotCorrupt):
         await service.restore_postgres_into(manifest.id, "scratch")
     assert pg_state.databases(postgres) == ["appdb", "postgres", "template0", "template1"]

@@ -55,9 +55,15 @@ class ComposeProject:
 
 @contextmanager
 def compose_project(
-    testenv: StackTestEnv, app_version: str = "1.0.0", backend_version: str | None = None
+    testenv: StackTestEnv,
+    app_version: str = "1.0.0",
+    backend_version: str | None = None,
+    images: dict[str, str] | None = None,
 ) -> Iterator[ComposeProject]:
-    """Bring the test stack up at the given fake-app version and wait until healthy."""
+    """Bring the test stack up at the given fake-app version and wait until healthy.
+
+    ``images`` overrides the stack file's variables (``APP_IMAGE``, ``BACKEND_IMAGE``), e.g. to
+    run images tagged ``:latest``."""
     name = "stsup" + secrets.token_hex(4)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -68,6 +74,7 @@ def compose_project(
         "APP_IMAGE": testenv.fakeapp[app_version].pinned,
         "BACKEND_IMAGE": testenv.fakeapp[backend_version or app_version].pinned,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(12),
+        **(images or {}),
     }
     project = ComposeProject(name, STACK_FILE, env)
     try:

@@ -42,8 +42,7 @@ def stack_settings(
 
 @asynccontextmanager
 async def sidecar(settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(settings)
-    async with runtime.lifespan():
+    async with build_runtime(settings) as runtime:
         await runtime.manager.startup()
         try:
             yield runtime

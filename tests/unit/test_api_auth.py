@@ -12,9 +12,10 @@ import re
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from supervisor.api import ROUTES, Route, Scope
-from tests.support.fake_update_service import ADMIN, READ, make_app
+from tests.support.api_world import ADMIN, READ, ApiWorld
 
 pytestmark = pytest.mark.unit
 WRONG = "wrong-token-0123456789abcdef"
@@ -22,7 +23,7 @@ TOKENS = {"none": None, "wrong": WRONG, "read": READ, "admin": ADMIN}
 
 
 def concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "20250120T123400Z_abc123", path)
+    return re.sub(r"\{[^}]+\}", "20250120T123400Z_0123abcd", path)  # a snapshot id
 
 
 def expected(scope: Scope, who: str) -> int | None:
@@ -36,10 +37,10 @@ def expected(scope: Scope, who: str) -> int | None:
     return None
 
 
+@pytest.mark.parametrize("world_settings", [{"restore_over_http": "true"}])
 @pytest.mark.parametrize("who", list(TOKENS))
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
-async def test_auth_matrix(aiohttp_client: Any, route: Route, who: str) -> None:
-    client = await aiohttp_client(make_app(restore_over_http=True))
+async def test_auth_matrix(client: TestClient[Any, Any], route: Route, who: str) -> None:
     token = TOKENS[who]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = await client.request(route.method, concrete(route.path), headers=headers)
@@ -68,31 +69,33 @@ async def test_auth_matrix(aiohttp_client: Any, route: Route, who: str) -> None:
         f"Token {READ}",
     ],
 )
-async def test_malformed_or_near_miss_headers_are_401(aiohttp_client: Any, header: str) -> None:
-    client = await aiohttp_client(make_app())
+async def test_malformed_or_near_miss_headers_are_401(
+    client: TestClient[Any, Any], header: str
+) -> None:
     response = await client.get(
         "/admin/version", headers={"Authorization": header.encode().decode("latin-1")}
     )
     assert response.status == 401
 
 
-async def test_scheme_is_case_insensitive(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(make_app())
+async def test_scheme_is_case_insensitive(client: TestClient[Any, Any]) -> None:
     response = await client.get("/admin/version", headers={"Authorization": f"bearer  {READ} "})
     assert response.status == 200
 
 
-async def test_without_a_read_token_only_admin_works(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(make_app(read_token=None))
+@pytest.mark.parametrize("world_settings", [{"read_token_file": ""}])
+async def test_without_a_read_token_only_admin_works(
+    client: TestClient[Any, Any], world: ApiWorld
+) -> None:
+    assert world.settings.read_token is None
     for token, status in ((READ, 401), (ADMIN, 200)):
         response = await client.get("/admin/version", headers={"Authorization": f"Bearer {token}"})
         assert response.status == status
 
 
 async def test_tokens_never_reach_logs_or_bodies(
-    aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = await aiohttp_client(make_app())
     bodies = []
     with caplog.at_level(logging.DEBUG):
         for token in (ADMIN, READ, WRONG):

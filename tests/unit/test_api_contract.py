@@ -1,5 +1,6 @@
-"""The CanopyOS spec's example calls, replayed verbatim: a backend forwarding them unchanged
-must get every documented field and status code (seeds/002, "Backend API")."""
+"""The CanopyOS spec's example calls, replayed verbatim against the real manager (over fake
+adapters): a backend forwarding them unchanged must get every documented field and status code
+(seeds/002, "Backend API")."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.support.fake_update_service import FakeUpdateService, auth
+from tests.support.api_world import CURRENT, LATEST, ApiWorld, auth
 
 pytestmark = pytest.mark.unit
 
@@ -29,8 +30,9 @@ async def post(client: TestClient[Any, Any], path: str, body: str) -> Any:
 
 
 async def test_start_status_stream_cancel_as_in_the_spec(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
+    world.hold("pull")  # the run waits in pull until the test lets it go
     # POST /admin/update/start → 202 {"update_id", "state": "preflight"}
     response = await post(client, "/admin/update/start", START_BODY)
     assert response.status == 202
@@ -44,8 +46,7 @@ async def test_start_status_stream_cancel_as_in_the_spec(
     assert (await post(client, "/admin/update/start", START_BODY)).status == 409
 
     # GET /admin/update/status?update_id=… → the documented fields
-    fake.advance(1)
-    await fake.settle()
+    await world.reach(update_id, "pull")
     response = await client.get(f"/admin/update/status?update_id={update_id}", headers=auth())
     assert response.status == 200
     status = await response.json()
@@ -61,7 +62,7 @@ async def test_start_status_stream_cancel_as_in_the_spec(
     datetime.fromisoformat(status["started_at"])
     for ours in ("finished_at", "from_version", "target_version", "result", "error"):
         assert ours in status
-    assert (status["from_version"], status["target_version"]) == ("1.4.1", "1.4.2")
+    assert (status["from_version"], status["target_version"]) == (CURRENT, LATEST)
 
     # GET /admin/update/stream?update_id=… → {"event":"phase","state":"pull","message":…}
     response = await client.get(f"/admin/update/stream?update_id={update_id}", headers=auth())
@@ -84,7 +85,9 @@ async def test_start_status_stream_cancel_as_in_the_spec(
     response = await post(client, "/admin/update/cancel", CANCEL_BODY % update_id)
     assert response.status == 202
     assert (await response.json())["update_id"] == update_id
-    assert (await fake.wait(update_id)).result == "cancelled"
+    world.release("pull")
+    assert (await world.manager.wait(update_id)).result == "cancelled"
+    assert world.engine.version_running("app") == CURRENT
 
 
 async def test_invalid_version_is_400(client: TestClient[Any, Any]) -> None:
@@ -95,16 +98,15 @@ async def test_invalid_version_is_400(client: TestClient[Any, Any]) -> None:
 
 
 async def test_version_shape(client: TestClient[Any, Any]) -> None:
+    assert (await client.post("/admin/update/check", headers=auth())).status == 200
     response = await client.get("/admin/version", headers=auth())
     assert response.status == 200
     body = await response.json()
     for service in ("app", "python_backend"):
-        assert set(body["current"][service]) >= {"tag", "digest"}
-    assert body["latest"] == {
-        "version": "1.4.2",
-        "services": {
-            "app": "phyrron/canopyos-app:1.4.2",
-            "python_backend": "phyrron/canopyos-backend:1.4.2",
-        },
-    }
-    assert "last_result" in body  # "surface last update result in /admin/version for UI badge"
+        assert body["current"][service]["tag"] == CURRENT
+        assert body["current"][service]["digest"].startswith("sha256:")
+    assert body["latest"]["version"] == LATEST
+    assert body["latest"]["services"]["app"].startswith(f"reg.test/acme/app:{LATEST}")
+    assert body["update_available"] is True
+    # "surface last update result in /admin/version for UI badge": nothing has run yet
+    assert body["last_result"] is None

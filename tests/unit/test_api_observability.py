@@ -1,4 +1,5 @@
-"""/healthz, /metrics (prometheus text, own registry) and the badge in JSON and SVG."""
+"""/healthz, /metrics (prometheus text, own registry) and the badge in JSON and SVG, all
+computed by the real manager and views from runs on fake adapters."""
 
 from __future__ import annotations
 
@@ -6,45 +7,35 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
+from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.api import ApiOptions, create_app
+from supervisor.exceptions import BackupFailed, EngineError
 from supervisor.update.stages import Stage
-from tests.support.fake_update_service import (
-    FakeSnapshotService,
-    FakeUpdateService,
-    auth,
-    make_app,
-    make_manifest,
-    make_settings,
-)
+from tests.support.api_world import LATEST, ApiWorld, auth
 
 pytestmark = pytest.mark.unit
 
 
-async def test_healthz_needs_no_token(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(make_app())
+async def test_healthz_needs_no_token(client: TestClient[Any, Any]) -> None:
     response = await client.get("/healthz")
     assert response.status == 200
     assert await response.json() == {"status": "ok"}
 
 
-async def run_once(fake: FakeUpdateService, target: str | None = None) -> None:
-    from supervisor.update.models import StartRequest
-
-    record = await fake.start(StartRequest(target_version=target, force=True))
-    fake.release()
-    await fake.wait(record.update_id)
+async def run_once(world: ApiWorld, target: str = LATEST) -> Stage | None:
+    record = await world.start(target, force=True)
+    return (await world.manager.wait(record.update_id)).result
 
 
-async def test_metrics(aiohttp_client: Any) -> None:
-    fake = FakeUpdateService()
-    await run_once(fake)
-    fake.outcome, fake.fail_at = Stage.ROLLED_BACK, Stage.HEALTHCHECK
-    await run_once(fake, "1.4.2")
-    snapshots = FakeSnapshotService([make_manifest("20250120T120000Z_aa")])
-    client = await aiohttp_client(make_app(fake, snapshots))
+async def test_metrics(client: TestClient[Any, Any], world: ApiWorld) -> None:
+    world.engine.unhealthy_versions.add(LATEST)
+    assert await run_once(world) is Stage.ROLLED_BACK
+    world.engine.unhealthy_versions.clear()
+    assert await run_once(world) is Stage.COMPLETED
+    taken = world.snapshots.add()
     response = await client.get("/metrics", headers=auth())
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -57,18 +48,26 @@ async def test_metrics(aiohttp_client: Any) -> None:
     stages = families["supervisor_update_stage_duration_seconds"]
     counts = {s.labels["stage"]: s.value for s in stages.samples if s.name.endswith("_count")}
     assert counts["pull"] == 2
-    assert counts["rollback"] == 1
+    assert counts["healthcheck"] == 2
     assert families["supervisor_last_success_timestamp_seconds"].samples[0].value > 0
-    sizes = families["supervisor_snapshot_size_bytes"].samples
-    assert [(s.labels["snapshot_id"], s.value) for s in sizes] == [("20250120T120000Z_aa", 1234)]
+    sizes = {
+        s.labels["snapshot_id"]: s.value for s in families["supervisor_snapshot_size_bytes"].samples
+    }
+    assert sizes[taken.id] == 1234
+    # and the pre-update snapshot of each run, the pre-rollback dump of the rolled back one
+    assert sizes == {m.id: m.total_bytes for m in await world.snapshots.list()}
+    assert sorted(reason for reason, _ in world.snapshots.created) == [
+        "pre-rollback", "pre-update", "pre-update"]  # fmt: skip
     assert families["supervisor_update_running"].samples[0].value == 0
 
 
-async def test_metrics_use_the_given_registry_not_the_global_one(aiohttp_client: Any) -> None:
-    registry = CollectorRegistry()
-    Counter("manager_pulls", "pulls done by the manager", registry=registry).inc()
+async def test_metrics_use_the_given_registry_not_the_global_one(
+    aiohttp_client: Any, world: ApiWorld
+) -> None:
+    metrics = CollectorRegistry()
+    Counter("manager_pulls", "pulls done by the manager", registry=metrics).inc()
     app = create_app(
-        make_settings(), FakeUpdateService(), FakeSnapshotService(), registry=registry,
+        world.settings, world.manager, world.runtime.snapshots, metrics_registry=metrics,
         options=ApiOptions(),
     )  # fmt: skip
     client = await aiohttp_client(app)
@@ -84,44 +83,65 @@ def svg_colour(svg: str) -> str:
     return rects[1].attrib["fill"]
 
 
+def completes(world: ApiWorld) -> None:
+    return None
+
+
+def rolls_back(world: ApiWorld) -> None:
+    world.engine.unhealthy_versions.add(LATEST)
+
+
+def fails_in_pull(world: ApiWorld) -> None:
+    world.engine.fail["pull"] = EngineError("pull refused by the proxy")
+
+
+def cannot_roll_back(world: ApiWorld) -> None:
+    world.engine.unhealthy_versions.add(LATEST)
+    world.snapshots.fail["restore"] = BackupFailed("restore exploded")
+
+
 @pytest.mark.parametrize(
-    ("outcome", "fail_at", "state", "colour", "name"),
+    ("arrange", "state", "colour", "name"),
     [
-        (Stage.COMPLETED, None, "completed", "#4c1", "green"),
-        (Stage.ROLLED_BACK, Stage.HEALTHCHECK, "rolled_back", "#fe7d37", "orange"),
-        (Stage.FAILED, Stage.PULL, "failed", "#e05d44", "red"),
-        (Stage.NEEDS_INTERVENTION, Stage.HEALTHCHECK, "needs_intervention", "#e05d44", "red"),
+        (completes, "completed", "#4c1", "green"),
+        (rolls_back, "rolled_back", "#fe7d37", "orange"),
+        (fails_in_pull, "failed", "#e05d44", "red"),
+        (cannot_roll_back, "needs_intervention", "#e05d44", "red"),
     ],
 )
 async def test_badge_after_a_run(
-    aiohttp_client: Any, outcome: Stage, fail_at: Stage | None, state: str, colour: str, name: str
-) -> None:
-    fake = FakeUpdateService(outcome=outcome, fail_at=fail_at)
-    await run_once(fake, "1.4.2")
-    client = await aiohttp_client(make_app(fake))
+    client: TestClient[Any, Any], world: ApiWorld, arrange: Any, state: str, colour: str,
+    name: str,
+) -> None:  # fmt: skip
+    arrange(world)
+    assert await run_once(world) == state
     badge = await (await client.get("/admin/badge.json", headers=auth())).json()
     assert badge["state"] == state
     assert badge["color"] == name
-    assert badge["version"] == "1.4.2"
+    assert badge["version"] == LATEST
     assert badge["time"]
     response = await client.get("/admin/badge.svg", headers=auth())
     assert response.content_type == "image/svg+xml"
     assert svg_colour(await response.text()) == colour
+    version = await (await client.get("/admin/version", headers=auth())).json()
+    assert version["last_result"]["state"] == state
+    assert badge["last_result"] == version["last_result"]  # the badge and the page agree
 
 
-async def test_badge_running_and_never(aiohttp_client: Any) -> None:
-    fake = FakeUpdateService(manual=True)
-    client = await aiohttp_client(make_app(fake))
+async def test_badge_running_and_never(client: TestClient[Any, Any], world: ApiWorld) -> None:
     badge = await (await client.get("/admin/badge.json", headers=auth())).json()
     assert badge["state"] == "none"
     assert badge["color"] == "grey"
     assert badge["message"] == "never run"
-    await client.post("/admin/update/start", json={}, headers=auth())
+    world.hold("pull")
+    started = await (await client.post("/admin/update/start", json={}, headers=auth())).json()
+    await world.reach(started["update_id"], "pull")  # held there: the two reads see the same
     badge = await (await client.get("/admin/badge.json", headers=auth())).json()
     assert badge["state"] == "running"
     assert badge["color"] == "blue"
     svg = await (await client.get("/admin/badge.svg", headers=auth())).text()
     assert svg_colour(svg) == "#007ec6"
     version = await (await client.get("/admin/version", headers=auth())).json()
-    assert version["last_result"]["state"] == "running"
-    fake.release()
+    assert version["running"]["update_id"] == started["update_id"]
+    assert version["last_result"] is None
+    assert badge["running"] == version["running"]

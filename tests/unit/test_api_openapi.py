@@ -12,23 +12,19 @@ import asyncio
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 import schemathesis
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from supervisor.api import ROUTES
 from supervisor.api.openapi import document
-from tests.support.fake_update_service import (
-    ADMIN,
-    FakeSnapshotService,
-    FakeUpdateService,
-    make_app,
-    make_manifest,
-)
+from tests.support.api_world import ADMIN, ApiWorld, api_world
 
 pytestmark = pytest.mark.unit
 # The admin token through schemathesis's own auth, so it knows when a case drops or breaks it.
@@ -38,8 +34,8 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
-def test_every_route_is_documented_and_every_operation_routed() -> None:
-    app = make_app()
+async def test_every_route_is_documented_and_every_operation_routed(world: ApiWorld) -> None:
+    app = world.app()
     routed = {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
@@ -66,8 +62,7 @@ def test_every_operation_documents_its_refusals() -> None:
                 assert "404" in codes or "400" in codes, (method, path)
 
 
-async def test_the_document_is_served(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(make_app())
+async def test_the_document_is_served(client: TestClient[Any, Any]) -> None:
     response = await client.get("/openapi.json")
     assert response.status == 200
     body = await response.json()
@@ -76,16 +71,23 @@ async def test_the_document_is_served(aiohttp_client: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def live_url() -> Iterator[str]:
-    """The API around fakes on 127.0.0.1:<free port>, served from a thread's own loop."""
+def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real manager and API over fake adapters on 127.0.0.1:<free port>, served from a
+    thread's own loop."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     state: dict[str, Any] = {}
+    opened = AsyncExitStack()
 
     async def start() -> None:
-        fake = FakeUpdateService()
-        snapshots = FakeSnapshotService([make_manifest("20250120T123456Z_ab12cd")])
-        runner = web.AppRunner(make_app(fake, snapshots))
+        # The default body limit: a schema-valid length of escaped unicode (a 1000-character
+        # note) may take more than the 4096 bytes other unit tests use, and a 413 is not a
+        # schema answer schemathesis accepts for it.
+        world = await opened.enter_async_context(
+            api_world(tmp_path_factory.mktemp("fuzz"), max_body_bytes="")
+        )
+        world.snapshots.add()
+        runner = web.AppRunner(world.app())
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -102,6 +104,7 @@ def live_url() -> Iterator[str]:
     assert ready.wait(10)
     yield f"http://127.0.0.1:{state['port']}"
     asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+    asyncio.run_coroutine_threadsafe(opened.aclose(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     loop.close()

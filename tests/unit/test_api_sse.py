@@ -1,7 +1,8 @@
 """The SSE stream: history then live, Last-Event-ID resume, keep-alives, disconnects, the end.
 
-Events are parsed with the client's own SSE parser; the fake's event list is the truth every
-received sequence is compared with.
+Events are parsed with the client's own SSE parser; the real manager's replay of the ended run
+is the truth every received sequence is compared with. Runs are held in a stage through the
+fake engine (``world.hold("pull")``), never by faking the manager.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from supervisor.api.keys import LIFECYCLE
 from supervisor.client import SSEParser
-from tests.support.fake_update_service import FakeUpdateService, auth
+from supervisor.update.models import RunEvent
+from tests.support.api_world import ApiWorld, auth
 
 pytestmark = pytest.mark.unit
 STREAM = "/admin/update/stream"
@@ -51,104 +54,124 @@ async def start(client: TestClient[Any, Any]) -> str:
     return str((await response.json())["update_id"])
 
 
+def as_received(truth: list[RunEvent]) -> list[dict[str, Any]]:
+    """The manager's events as a client parses them: ``data`` repeats ``event``."""
+    return [{"id": e.id, "event": e.event, "data": {**e.data, "event": e.event}} for e in truth]
+
+
+def open_connections(client: TestClient[Any, Any]) -> int:
+    server = client.server.handler
+    assert isinstance(server, web.Server)
+    return len(server.connections)
+
+
+async def went_away(client: TestClient[Any, Any], streaming: int) -> None:
+    """Until the server has dropped the connection of a stream whose client vanished (it
+    notices at the next write or keep-alive)."""
+    for _ in range(200):
+        if open_connections(client) < streaming:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the server never noticed the client leaving")
+
+
 async def test_finished_run_replays_everything_and_closes(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
     update_id = await start(client)
-    fake.release()
-    await fake.wait(update_id)
+    await world.manager.wait(update_id)
     response = await client.get(STREAM, params={"update_id": update_id}, headers=auth())
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/event-stream"
     assert response.headers["Cache-Control"] == "no-cache"
     events, _ = await read_events(response)
-    truth = fake.runs[update_id].events
-    assert [e["id"] for e in events] == [e.id for e in truth] == list(range(1, len(truth) + 1))
-    for got, want in zip(events, truth, strict=True):
-        assert got["event"] == want.event
-        assert got["data"] == {"event": want.event, **want.data}  # data repeats `event`
+    truth = await world.events(update_id)
+    assert events == as_received(truth)
+    assert [e["id"] for e in events] == sorted({e["id"] for e in events})  # increasing, unique
     assert [e["event"] for e in events].count("result") == 1
     assert events[-1]["event"] == "result"
     assert events[-1]["data"]["state"] == "completed"
-    assert events[0]["data"] == {
-        "event": "phase", "state": "preflight", "progress": 0,
-        "message": "Checking the engine, disk space and the target release",
-    }  # fmt: skip
+    assert events[-1]["data"]["update_id"] == update_id
+    first = events[0]
+    assert (first["event"], first["data"]["state"]) == ("phase", "preflight")
+    assert first["data"]["message"] == "Checking the engine, disk space and the target release"
+    phases = [e["data"]["state"] for e in events if e["event"] == "phase"]
+    assert phases == ["preflight", "pull", "verify", "stop", "backup", "migrate", "recreate",
+                      "healthcheck", "completed"]  # fmt: skip
 
 
-async def test_history_then_live_then_end(
-    client: TestClient[Any, Any], fake: FakeUpdateService
-) -> None:
+async def test_history_then_live_then_end(client: TestClient[Any, Any], world: ApiWorld) -> None:
+    world.hold("pull")
     update_id = await start(client)
-    fake.advance(1)
-    await fake.settle()
+    await world.reach(update_id, "pull")
     response = await client.get(STREAM, headers=auth())  # no id: the current run
     first, _ = await read_events(response, limit=2)
-    assert [e["event"] for e in first] == ["phase", "log"]
-    fake.release()
+    assert first[0]["event"] == "phase"
+    assert first[0]["data"]["state"] == "preflight"
+    world.release("pull")
     rest, _ = await read_events(response)
-    ids = [e["id"] for e in first + rest]
-    assert ids == [e.id for e in fake.runs[update_id].events]
+    received = first + rest
+    assert received == as_received(await world.events(update_id))
     assert rest[-1]["event"] == "result"
 
 
 async def test_disconnect_then_resume_with_last_event_id(
-    client: TestClient[Any, Any], fake: FakeUpdateService, caplog: pytest.LogCaptureFixture
+    client: TestClient[Any, Any], world: ApiWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
+    world.hold("pull")
     update_id = await start(client)
-    fake.advance(2)
-    await fake.settle()
+    await world.reach(update_id, "pull")
     response = await client.get(STREAM, params={"update_id": update_id}, headers=auth())
     before, _ = await read_events(response, limit=4)
+    streaming = open_connections(client)
     response.close()  # the client vanishes mid-run
-    fake.advance(2)
-    await fake.settle()
-    for _ in range(100):  # the server notices at the next write or keep-alive
-        if fake.subscribers == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert fake.subscribers == 0
+    await went_away(client, streaming)
+    world.hold("stop")
+    world.release("pull")
+    await world.reach(update_id, "stop")
 
     headers = {**auth(), "Last-Event-ID": str(before[-1]["id"])}
     response = await client.get(STREAM, params={"update_id": update_id}, headers=headers)
-    fake.release()
+    world.release("stop")
     after, _ = await read_events(response)
-    received = [e["id"] for e in before + after]
-    assert received == [e.id for e in fake.runs[update_id].events]  # each once, in order
+    assert before + after == as_received(await world.events(update_id))  # each once, in order
     assert after[-1]["event"] == "result"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_keep_alive_comments_while_idle(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
+    world.hold("pull")
     await start(client)
     response = await client.get(STREAM, headers=auth())
     await asyncio.sleep(0.2)  # keep-alive every 0.05 s in tests
-    fake.release()
+    world.release("pull")
     events, comments = await read_events(response)
     assert ": keep-alive" in comments
     assert events[-1]["event"] == "result"
 
 
-async def test_resume_after_the_result_sends_nothing(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+async def test_resume_after_the_result_ends_with_the_result_again(
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
+    """A browser EventSource reconnects after every close; the stream of an ended run always
+    ends with its result, so the page learns the run is over instead of reconnecting forever."""
     update_id = await start(client)
-    fake.release()
-    await fake.wait(update_id)
-    last = fake.runs[update_id].events[-1].id
-    headers = {**auth(), "Last-Event-ID": str(last)}
+    await world.manager.wait(update_id)
+    result = (await world.events(update_id))[-1]
+    headers = {**auth(), "Last-Event-ID": str(result.id)}
     response = await client.get(STREAM, params={"update_id": update_id}, headers=headers)
     events, _ = await read_events(response)
     assert response.status == 200
-    assert events == []
+    assert events == as_received([result])
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "1.5", "9" * 40])
 async def test_bad_last_event_id_is_400(
-    client: TestClient[Any, Any], fake: FakeUpdateService, value: str
+    client: TestClient[Any, Any], world: ApiWorld, value: str
 ) -> None:
+    world.hold("pull")
     await start(client)
     response = await client.get(STREAM, headers={**auth(), "Last-Event-ID": value})
     assert response.status == 400
@@ -164,45 +187,23 @@ async def test_stream_without_runs_or_for_unknown_id_is_404(client: TestClient[A
 
 
 async def test_many_subscribers_get_the_same_events(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
+    world.hold("pull")
     update_id = await start(client)
     responses = [await client.get(STREAM, headers=auth()) for _ in range(10)]
-    fake.release()
+    world.release("pull")
     results = await asyncio.gather(*(read_events(r) for r in responses))
-    truth = [e.id for e in fake.runs[update_id].events]
-    assert all([e["id"] for e in events] == truth for events, _ in results)
-    assert fake.subscribers == 0
+    truth = as_received(await world.events(update_id))
+    assert all(events == truth for events, _ in results)
 
 
-async def test_shutdown_ends_open_streams(
-    client: TestClient[Any, Any], fake: FakeUpdateService
-) -> None:
+async def test_shutdown_ends_open_streams(client: TestClient[Any, Any], world: ApiWorld) -> None:
+    world.hold("pull")
     await start(client)
     response = await client.get(STREAM, headers=auth())
     first, _ = await read_events(response, limit=1)
     client.server.app[LIFECYCLE].closing.set()
     rest, _ = await asyncio.wait_for(read_events(response), timeout=2)
     assert first
-    assert not [e for e in rest if e["event"] == "result"]
-    assert fake.subscribers == 0
-
-
-async def test_a_failing_subscription_ends_the_stream_cleanly(
-    client: TestClient[Any, Any], fake: FakeUpdateService, caplog: pytest.LogCaptureFixture
-) -> None:
-    await start(client)
-    original = fake.events
-
-    async def broken(update_id: str | None = None, after: int | None = None) -> Any:
-        async for event in original(update_id, after):
-            yield event
-            raise RuntimeError("journal unreadable")
-
-    fake.events = broken  # type: ignore[method-assign]
-    response = await client.get(STREAM, headers=auth())
-    assert response.status == 200
-    events, _ = await asyncio.wait_for(read_events(response), timeout=2)
-    assert [e["id"] for e in events] == [1]
-    assert any("subscription of a stream failed" in r.getMessage() for r in caplog.records)
-    fake.release()
+    assert not [e for e in rest if e["event"] == "result"]  # ended, not finished

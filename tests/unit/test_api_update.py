@@ -1,5 +1,6 @@
-"""The /admin/update/* and /admin/version endpoints against a fake UpdateService: every status
-code, strict bodies, size and content-type limits, the error envelope, many pollers."""
+"""The /admin/update/* and /admin/version endpoints against the real manager (over fake
+adapters): every status code, strict bodies, size and content-type limits, the error envelope,
+many pollers."""
 
 from __future__ import annotations
 
@@ -10,14 +11,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from supervisor.exceptions import EngineUnreachable
+from supervisor.exceptions import EngineError, EngineUnreachable
 from supervisor.update.stages import Stage
-from tests.support.fake_update_service import (
-    ADMIN,
-    FakeUpdateService,
-    auth,
-    make_app,
-)
+from tests.support.api_world import ADMIN, CURRENT, LATEST, ApiWorld, auth
+from tests.support.fakes import digest_of
 
 pytestmark = pytest.mark.unit
 START = "/admin/update/start"
@@ -39,21 +36,23 @@ async def test_start_answers_202_with_id_and_state(client: TestClient[Any, Any])
 
 
 async def test_start_without_body_means_latest(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
     response = await client.post(START, headers=auth())
     assert response.status == 202
-    assert fake.status().target_version == "1.4.2"  # 1.5.0b1 is a beta
+    assert world.manager.status().target_version == LATEST  # 1.5.0b1 is a beta
 
 
-async def test_start_records_the_cli_trigger(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+async def test_start_records_the_cli_trigger(client: TestClient[Any, Any], world: ApiWorld) -> None:
+    response = await client.post(START, json={}, headers={**auth(), "X-Supervisor-Trigger": "cli"})
+    started = await response.json()
+    assert world.manager.status(started["update_id"]).trigger == "cli"
+
+
+async def test_second_start_while_running_is_409(
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
-    await client.post(START, json={}, headers={**auth(), "X-Supervisor-Trigger": "cli"})
-    assert fake.starts[-1][1] == "cli"
-
-
-async def test_second_start_while_running_is_409(client: TestClient[Any, Any]) -> None:
+    world.hold("pull")
     first = await (await client.post(START, json={}, headers=auth())).json()
     response = await client.post(START, json={}, headers=auth())
     assert response.status == 409
@@ -66,7 +65,7 @@ async def test_second_start_while_running_is_409(client: TestClient[Any, Any]) -
     ("payload", "key"),
     [
         ({"target_version": "9.9.9"}, "invalid_version"),
-        ({"target_version": "1.4.1"}, "already_current"),
+        ({"target_version": CURRENT}, "already_current"),
         ({"target_version": "1.4.0"}, "downgrade_refused"),
     ],
 )
@@ -79,15 +78,16 @@ async def test_start_refusals_are_400(
 
 
 async def test_force_allows_the_current_version(client: TestClient[Any, Any]) -> None:
-    body = {"target_version": "1.4.1", "force": True}
+    body = {"target_version": CURRENT, "force": True}
     assert (await client.post(START, json=body, headers=auth())).status == 202
 
 
-async def test_frozen_stack_refuses(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(make_app(FakeUpdateService(frozen=True)))
+async def test_frozen_stack_refuses(client: TestClient[Any, Any], world: ApiWorld) -> None:
+    world.settings.freeze_file.write_text("quarter close\n")
     response = await client.post(START, json={}, headers=auth())
     assert response.status == 400
     assert (await response.json())["error_key"] == "updates_blocked"
+    assert "frozen" in (await response.json())["message"]
 
 
 # (body as sent, field the message must name)
@@ -111,7 +111,7 @@ STRICT_BODIES = [
 
 @pytest.mark.parametrize(("raw", "named"), STRICT_BODIES)
 async def test_start_body_is_validated_strictly(
-    client: TestClient[Any, Any], fake: FakeUpdateService, raw: str, named: str
+    client: TestClient[Any, Any], world: ApiWorld, raw: str, named: str
 ) -> None:
     headers = {**auth(), "Content-Type": "application/json"}
     response = await client.post(START, data=raw.encode("latin-1"), headers=headers)
@@ -119,7 +119,8 @@ async def test_start_body_is_validated_strictly(
     body = await response.json()
     assert body["error_key"] == "bad_request"
     assert named in body["message"]
-    assert fake.starts == []  # nothing reached the service
+    assert world.manager.history() == []  # nothing reached the manager
+    assert world.engine.calls == []
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
@@ -130,7 +131,7 @@ async def test_non_json_body_is_415(client: TestClient[Any, Any], content_type: 
     assert (await response.json())["error_key"] == "unsupported_media_type"
 
 
-async def test_oversized_body_is_413(client: TestClient[Any, Any], fake: FakeUpdateService) -> None:
+async def test_oversized_body_is_413(client: TestClient[Any, Any], world: ApiWorld) -> None:
     body = '{"target_version": "' + "1" * 10_000 + '"}'
     headers = {**auth(), "Content-Type": "application/json"}
     response = await client.post(START, data=body, headers=headers)
@@ -138,7 +139,7 @@ async def test_oversized_body_is_413(client: TestClient[Any, Any], fake: FakeUpd
     answer = await response.json()
     assert answer["error_key"] == "payload_too_large"
     assert "4096" in answer["message"]
-    assert fake.starts == []
+    assert world.engine.calls == []
 
 
 async def test_status_without_any_run_is_404_no_update(client: TestClient[Any, Any]) -> None:
@@ -156,42 +157,40 @@ async def test_status_of_unknown_id_is_404(client: TestClient[Any, Any], update_
     assert (await response.json())["error_key"] == "update_not_found"
 
 
-async def test_status_current_and_by_id(
-    client: TestClient[Any, Any], fake: FakeUpdateService
-) -> None:
+async def test_status_current_and_by_id(client: TestClient[Any, Any], world: ApiWorld) -> None:
+    world.hold("pull")
     started = await (await client.post(START, json={}, headers=auth())).json()
-    fake.advance(1)
-    await fake.settle()
+    await world.reach(started["update_id"], "pull")
     for params in ({}, {"update_id": started["update_id"]}, {"update_id": ""}):
         response = await client.get("/admin/update/status", params=params, headers=auth())
         assert response.status == 200
         body = await response.json()
         assert body["update_id"] == started["update_id"]
         assert body["state"] == "pull"
-        assert body["progress"] == 25
-        assert body["log_tail"] == ["preflight: done", "pull: done"]
+        assert 0 < body["progress"] < 100
+        assert any("engine fake reachable" in line for line in body["log_tail"])
 
 
 async def test_cancel_before_stop_ends_cancelled(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
+    world.hold("pull")
     started = await (await client.post(START, json={}, headers=auth())).json()
     response = await client.post(
         "/admin/update/cancel", json={"update_id": started["update_id"]}, headers=auth()
     )
     assert response.status == 202
     assert (await response.json())["cancel_requested"] is True
-    record = await fake.wait(started["update_id"])
+    world.release("pull")
+    record = await world.manager.wait(started["update_id"])
     assert record.result is Stage.CANCELLED
+    assert not [call for call in world.engine.calls if call[0] == "stopped"]
 
 
-async def test_cancel_from_stop_on_is_409(
-    client: TestClient[Any, Any], fake: FakeUpdateService
-) -> None:
+async def test_cancel_from_stop_on_is_409(client: TestClient[Any, Any], world: ApiWorld) -> None:
+    world.hold("stop")
     started = await (await client.post(START, json={}, headers=auth())).json()
-    fake.advance(3)  # pull, verify, stop
-    await fake.settle()
-    assert fake.status().state is Stage.STOP
+    await world.reach(started["update_id"], "stop")
     response = await client.post(
         "/admin/update/cancel", json={"update_id": started["update_id"]}, headers=auth()
     )
@@ -199,14 +198,15 @@ async def test_cancel_from_stop_on_is_409(
     body = await response.json()
     assert body["error_key"] == "not_cancellable"
     assert body["update_id"] == started["update_id"]
+    world.release("stop")
+    assert (await world.manager.wait(started["update_id"])).result is Stage.COMPLETED
 
 
 async def test_cancel_of_a_finished_run_is_409(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
     started = await (await client.post(START, json={}, headers=auth())).json()
-    fake.release()
-    await fake.wait(started["update_id"])
+    await world.manager.wait(started["update_id"])
     response = await client.post(
         "/admin/update/cancel", json={"update_id": started["update_id"]}, headers=auth()
     )
@@ -224,40 +224,44 @@ async def test_cancel_bad_requests(
     assert response.status == status
 
 
-async def test_version_has_current_latest_and_last_result(client: TestClient[Any, Any]) -> None:
+async def test_version_has_current_latest_and_last_result(
+    client: TestClient[Any, Any], world: ApiWorld
+) -> None:
+    await client.post("/admin/update/check", headers=auth())
     response = await client.get("/admin/version", headers=auth())
     assert response.status == 200
     body = await response.json()
-    assert body["current"]["app"]["tag"] == "1.4.1"
+    assert body["current"]["app"]["tag"] == CURRENT
     assert body["current"]["app"]["digest"].startswith("sha256:")
-    assert body["latest"]["version"] == "1.4.2"
-    assert body["last_result"] == {"update_id": None, "state": "none", "version": None,
-                                   "time": None}  # fmt: skip
+    assert body["latest"]["version"] == LATEST
+    assert body["last_result"] is None  # no run yet
+
+    started = await (await client.post(START, json={}, headers=auth())).json()
+    await world.manager.wait(started["update_id"])
+    body = await (await client.get("/admin/version", headers=auth())).json()
+    assert body["current"]["app"]["tag"] == LATEST
+    assert body["last_result"]["update_id"] == started["update_id"]
+    assert body["last_result"]["state"] == "completed"
 
 
-async def test_engine_errors_keep_their_status(aiohttp_client: Any) -> None:
-    fake = FakeUpdateService()
-
-    async def down() -> dict[str, Any]:
-        raise EngineUnreachable("cannot reach tcp://docker-proxy:2375")
-
-    fake.version_info = down  # type: ignore[method-assign]
-    client = await aiohttp_client(make_app(fake))
-    response = await client.get("/admin/version", headers=auth())
+async def test_engine_errors_keep_their_status(
+    client: TestClient[Any, Any], world: ApiWorld
+) -> None:
+    world.engine.fail["discover"] = EngineUnreachable("cannot reach tcp://docker-proxy:2375")
+    response = await client.post(START, json={}, headers=auth())
     assert response.status == 503
     assert (await response.json())["error_key"] == "engine_unreachable"
+    world.engine.fail["discover"] = EngineError("the proxy answered 500")
+    response = await client.get("/admin/update/plan", headers=auth())
+    assert response.status == 502
+    assert (await response.json())["error_key"] == "engine_error"
 
 
 async def test_unexpected_errors_are_500_without_details(
-    aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+    client: TestClient[Any, Any], world: ApiWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = FakeUpdateService()
-
-    async def broken() -> dict[str, Any]:
-        raise RuntimeError(f"connection to postgres://app:{ADMIN}@db failed")
-
-    fake.check = broken  # type: ignore[method-assign]
-    client = await aiohttp_client(make_app(fake))
+    failure = RuntimeError(f"connection to postgres://app:{ADMIN}@db failed")
+    world.registry.fail["list_tags"] = failure
     with caplog.at_level(logging.ERROR):
         response = await client.post("/admin/update/check", headers=auth())
     assert response.status == 500
@@ -269,28 +273,36 @@ async def test_unexpected_errors_are_500_without_details(
     assert any("unexpected error" in r.getMessage() for r in caplog.records)
 
 
-async def test_check_plan_history(client: TestClient[Any, Any], fake: FakeUpdateService) -> None:
+async def test_check_plan_history(client: TestClient[Any, Any], world: ApiWorld) -> None:
     response = await client.post("/admin/update/check", headers=auth())
     assert response.status == 200
-    assert (await response.json())["version"] == "1.4.2"
-    assert fake.checks == 1
+    assert (await response.json())["version"] == LATEST
+    world.registry.tags["1.4.3"] = digest_of("1.4.3")  # a new release appears
+    response = await client.post("/admin/update/check", headers=auth())
+    assert (await response.json())["version"] == "1.4.3"  # asked again, not cached
+    del world.registry.tags["1.4.3"]
     assert (await client.post("/admin/update/check", json={"a": 1}, headers=auth())).status == 400
 
     response = await client.get("/admin/update/plan", headers=auth())
-    assert (await response.json())["target_version"] == "1.4.2"
+    plan = await response.json()
+    assert plan["target_version"] == LATEST
+    assert plan["current_version"] == CURRENT
+    assert plan["would_run"] is True
     params = {"target_version": "1.4.0", "force": "true"}
     response = await client.get("/admin/update/plan", params=params, headers=auth())
     assert response.status == 200
     response = await client.get(
         "/admin/update/plan", params={"target_version": "1.4.0"}, headers=auth()
     )
-    assert (await response.json())["error_key"] == "downgrade_refused"
+    plan = await response.json()  # a dry run reports every blocker instead of refusing
+    assert response.status == 200
+    assert [b["error_key"] for b in plan["blockers"]] == ["downgrade_refused"]
+    assert plan["would_run"] is False
     response = await client.get("/admin/update/plan", params={"force": "yes"}, headers=auth())
     assert response.status == 400
 
     started = await (await client.post(START, json={}, headers=auth())).json()
-    fake.release()
-    await fake.wait(started["update_id"])
+    await world.manager.wait(started["update_id"])
     response = await client.get("/admin/update/history", params={"limit": "1"}, headers=auth())
     runs = (await response.json())["runs"]
     assert [r["update_id"] for r in runs] == [started["update_id"]]
@@ -311,8 +323,9 @@ async def test_unknown_route_and_method_use_the_envelope(client: TestClient[Any,
 
 
 async def test_a_hundred_pollers_during_a_run(
-    client: TestClient[Any, Any], fake: FakeUpdateService
+    client: TestClient[Any, Any], world: ApiWorld
 ) -> None:
+    world.hold("pull")
     started = await (await client.post(START, json={}, headers=auth())).json()
 
     async def poll() -> int:
@@ -322,7 +335,8 @@ async def test_a_hundred_pollers_during_a_run(
         await response.read()
         return response.status
 
-    fake.release()
-    statuses = await asyncio.gather(*(poll() for _ in range(100)))
+    pollers = asyncio.gather(*(poll() for _ in range(100)))
+    world.release("pull")
+    statuses = await pollers
     assert statuses == [200] * 100
-    assert (await fake.wait(started["update_id"])).result is Stage.COMPLETED
+    assert (await world.manager.wait(started["update_id"])).result is Stage.COMPLETED

@@ -1,5 +1,7 @@
-"""The CLI against a real in-process API server (aiohttp on port 0, fake services): parsing,
-exit codes, ``--json`` output, confirmation, token files, local commands and ``serve``."""
+"""The CLI against a real in-process API server (aiohttp on port 0) around the real manager over
+fake adapters: parsing, exit codes, ``--json`` output, confirmation, token files, local commands
+and ``serve`` (which open the same object graph, with the fakes plugged in through the CLI's
+``open_runtime`` seam)."""
 
 from __future__ import annotations
 
@@ -16,17 +18,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from supervisor.cli import run, wiring
-from supervisor.signatures.models import Policy, SignatureVerdict
+from supervisor.cli import run
+from supervisor.cli.context import RuntimeFactory
+from supervisor.exceptions import BackupFailed, EngineError
+from supervisor.snapshots.models import SnapshotManifest
 from supervisor.update.stages import Stage
-from tests.support.fake_update_service import (
-    ADMIN,
-    READ,
-    FakeSnapshotService,
-    FakeUpdateService,
-    make_app,
-    make_manifest,
-)
+from tests.support.api_world import ADMIN, CURRENT, LATEST, READ, ApiWorld, sidecar_env
 
 pytestmark = pytest.mark.unit
 Server = Callable[..., Any]
@@ -35,15 +32,17 @@ Server = Callable[..., Any]
 class Cli:
     """Runs ``supervisor …`` in-process with a given environment; keeps the output."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], open_runtime: RuntimeFactory | None = None) -> None:
         self.env = env
+        self.open_runtime = open_runtime
         self.out = self.err = ""
 
     async def __call__(self, *argv: str, stdin: str = "") -> int:
         stdout, stderr = io.StringIO(), io.StringIO()
         code = await run(
-            list(argv), env=self.env, stdout=stdout, stderr=stderr, stdin=io.StringIO(stdin)
-        )
+            list(argv), env=self.env, stdout=stdout, stderr=stderr, stdin=io.StringIO(stdin),
+            open_runtime=self.open_runtime,
+        )  # fmt: skip
         self.out, self.err = stdout.getvalue(), stderr.getvalue()
         return code
 
@@ -59,43 +58,27 @@ def token_file(tmp_path: Path, token: str = ADMIN) -> str:
     return str(path)
 
 
-def sidecar_env(tmp_path: Path) -> dict[str, str]:
-    """The settings of the sidecar container (for serve and local commands)."""
-    for name in ("state", "backups"):
-        (tmp_path / name).mkdir(exist_ok=True)
-    return {
-        "SUPERVISOR_COMPOSE_PROJECT": "canopy",
-        "SUPERVISOR_SERVICES": "app=app,python_backend=app",
-        "SUPERVISOR_SIGNATURE_POLICY": "off",
-        "SUPERVISOR_STATE_DIR": str(tmp_path / "state"),
-        "SUPERVISOR_BACKUP_DIR": str(tmp_path / "backups"),
-        "SUPERVISOR_ADMIN_TOKEN_FILE": token_file(tmp_path),
-    }
+@pytest.fixture
+def taken(world: ApiWorld) -> SnapshotManifest:
+    return world.snapshots.add()
 
 
 @pytest.fixture
-def fake() -> FakeUpdateService:
-    return FakeUpdateService()
+async def server(aiohttp_server: Server, world: ApiWorld) -> TestServer:
+    return await aiohttp_server(world.app())  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def snapshots() -> FakeSnapshotService:
-    return FakeSnapshotService([make_manifest("20250120T123456Z_ab12cd")])
-
-
-@pytest.fixture
-async def server(
-    aiohttp_server: Server, fake: FakeUpdateService, snapshots: FakeSnapshotService
-) -> TestServer:
-    return await aiohttp_server(make_app(fake, snapshots))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def cli(server: TestServer, tmp_path: Path) -> Cli:
+def cli(server: TestServer, world: ApiWorld, tmp_path: Path) -> Cli:
+    """An operator's shell in the sidecar container: the sidecar's settings (same state and
+    backups directories as the served world) plus the CLI's URL and token file."""
     env = sidecar_env(tmp_path)
-    env |= {"SUPERVISOR_URL": str(server.make_url("")), "SUPERVISOR_TOKEN_FILE": env.pop(
-        "SUPERVISOR_ADMIN_TOKEN_FILE")}  # fmt: skip
-    return Cli(env)
+    del env["SUPERVISOR_ADMIN_TOKEN_FILE"], env["SUPERVISOR_READ_TOKEN_FILE"]
+    env |= {
+        "SUPERVISOR_URL": str(server.make_url("")),
+        "SUPERVISOR_TOKEN_FILE": token_file(tmp_path),
+    }
+    return Cli(env, world.adapters.open_runtime)
 
 
 # --- parsing ------------------------------------------------------------------------
@@ -123,108 +106,130 @@ async def test_usage(argv: list[str], code: int, capsys: pytest.CaptureFixture[s
         assert "SUPERVISOR_URL" in text
 
 
-async def test_options_before_or_after_the_command(cli: Cli, fake: FakeUpdateService) -> None:
+async def test_options_before_or_after_the_command(cli: Cli) -> None:
     assert await cli("--json", "check") == 0
-    assert cli.json()["version"] == "1.4.2"
+    assert cli.json()["version"] == LATEST
     assert await cli("check", "--json") == 0
-    assert cli.json()["version"] == "1.4.2"
-    assert fake.checks == 2
+    assert cli.json()["version"] == LATEST
 
 
 # --- update and its exit codes --------------------------------------------------------
 
 
-async def test_update_json(cli: Cli, fake: FakeUpdateService) -> None:
-    assert await cli("update", "1.4.2", "--yes", "--json") == 0
+async def test_update_json(cli: Cli, world: ApiWorld) -> None:
+    assert await cli("update", LATEST, "--yes", "--json") == 0
     result = cli.json()
     assert result["state"] == "completed"
     assert result["exit_code"] == 0
-    assert result["target_version"] == "1.4.2"
+    assert result["target_version"] == LATEST
     assert result["trigger"] == "cli"
-    assert fake.starts[0][1] == "cli"
+    assert world.manager.status(result["update_id"]).trigger == "cli"
+    assert world.engine.version_running("app") == LATEST
+
+
+def completes(world: ApiWorld) -> None:
+    return None
+
+
+def fails_in_pull(world: ApiWorld) -> None:
+    world.engine.fail["pull"] = EngineError("pull refused by the proxy")
+
+
+def rolls_back(world: ApiWorld) -> None:
+    world.engine.unhealthy_versions.add(LATEST)
+
+
+def cannot_roll_back(world: ApiWorld) -> None:
+    world.engine.unhealthy_versions.add(LATEST)
+    world.snapshots.fail["restore"] = BackupFailed("restore exploded")
 
 
 @pytest.mark.parametrize(
-    ("outcome", "fail_at", "code"),
+    ("arrange", "state", "code"),
     [
-        (Stage.COMPLETED, None, 0),
-        (Stage.FAILED, Stage.PULL, 4),
-        (Stage.ROLLED_BACK, Stage.HEALTHCHECK, 5),
-        (Stage.NEEDS_INTERVENTION, Stage.HEALTHCHECK, 6),
+        (completes, Stage.COMPLETED, 0),
+        (fails_in_pull, Stage.FAILED, 4),
+        (rolls_back, Stage.ROLLED_BACK, 5),
+        (cannot_roll_back, Stage.NEEDS_INTERVENTION, 6),
     ],
 )
 async def test_update_exit_codes(
-    cli: Cli, fake: FakeUpdateService, outcome: Stage, fail_at: Stage | None, code: int
+    cli: Cli, world: ApiWorld, arrange: Callable[[ApiWorld], None], state: Stage, code: int
 ) -> None:
-    fake.outcome, fake.fail_at = outcome, fail_at
+    arrange(world)
     assert await cli("update", "--yes", "--json") == code
-    assert cli.json()["state"] == outcome
+    assert cli.json()["state"] == state
     assert cli.json()["exit_code"] == code
 
 
-async def test_cancelled_update_exits_7(cli: Cli, fake: FakeUpdateService) -> None:
-    fake.manual = True
+async def test_cancelled_update_exits_7(cli: Cli, world: ApiWorld) -> None:
+    world.hold("pull")
     task = asyncio.create_task(cli("update", "--yes", "--json"))
-    for _ in range(100):
-        if fake.order:
+    for _ in range(200):
+        if world.manager.current_update_id is not None:
             break
         await asyncio.sleep(0.01)
-    await fake.cancel(fake.order[0])
+    update_id = world.manager.current_update_id
+    assert update_id is not None
+    await world.manager.cancel(update_id)
+    world.release("pull")
     assert await asyncio.wait_for(task, 5) == 7
     assert cli.json()["state"] == "cancelled"
 
 
 @pytest.mark.parametrize(
     ("argv", "key"),
-    [(["update", "1.4.1"], "already_current"), (["update", "1.4.0"], "downgrade_refused"),
+    [(["update", CURRENT], "already_current"), (["update", "1.4.0"], "downgrade_refused"),
      (["update", "7.0.0"], "invalid_version")],
 )  # fmt: skip
-async def test_refused_update_exits_3(cli: Cli, argv: list[str], key: str) -> None:
+async def test_refused_update_exits_3(cli: Cli, world: ApiWorld, argv: list[str], key: str) -> None:
     assert await cli(*argv, "--yes", "--json") == 3
     assert cli.json() == {"error_key": key, "message": cli.json()["message"], "exit_code": 3}
     assert key in cli.err
+    assert world.manager.history() == []
 
 
-async def test_update_while_running_exits_3(cli: Cli, fake: FakeUpdateService) -> None:
-    fake.manual = True
+async def test_update_while_running_exits_3(cli: Cli, world: ApiWorld) -> None:
+    world.hold("pull")
     assert await cli("update", "--yes", "--detach", "--json") == 0
-    assert cli.json()["update_id"] == fake.order[0]
+    assert cli.json()["update_id"] == world.manager.current_update_id
     assert await cli("update", "--yes") == 3
     assert "update_running" in cli.err
-    fake.release()
 
 
 async def test_update_shows_progress(cli: Cli) -> None:
     assert await cli("update", "--yes") == 0
     assert "completed" in cli.out
-    assert "1.4.1 → 1.4.2" in cli.out
-    assert "healthcheck: done" in cli.out  # log lines are printed as they come
+    assert f"{CURRENT} → {LATEST}" in cli.out
+    assert "healthy and stable" in cli.out  # the run's log lines are printed as they come
 
 
-@pytest.mark.parametrize(("answer", "code", "starts"), [("y\n", 0, 1), ("n\n", 3, 0), ("", 3, 0)])
+@pytest.mark.parametrize(("answer", "code", "runs"), [("y\n", 0, 1), ("n\n", 3, 0), ("", 3, 0)])
 async def test_update_asks_first(
-    cli: Cli, fake: FakeUpdateService, answer: str, code: int, starts: int
+    cli: Cli, world: ApiWorld, answer: str, code: int, runs: int
 ) -> None:
     assert await cli("update", "--json", stdin=answer) == code
-    assert "Update from 1.4.1 to 1.4.2?" in cli.err
-    assert len(fake.starts) == starts
+    assert f"Update from {CURRENT} to {LATEST}?" in cli.err
+    assert len(world.manager.history()) == runs
 
 
-async def test_rollback_goes_back_to_the_previous_version(
-    cli: Cli, fake: FakeUpdateService
-) -> None:
+async def test_rollback_goes_back_to_the_previous_version(cli: Cli, world: ApiWorld) -> None:
     assert await cli("rollback", "--yes") == 3  # nothing to roll back yet
     assert await cli("update", "--yes", "--json") == 0
+    assert world.engine.version_running("app") == LATEST
+    # The CLI returns at the result event; the run's task still releases the stack lock after
+    # it, and a start in that window is refused 409 (reported to the lead, manager.start).
+    await world.manager.wait(cli.json()["update_id"])
     assert await cli("rollback", "--yes", "--json") == 0
-    assert cli.json()["target_version"] == "1.4.1"
-    assert fake.current_version == "1.4.1"
-    assert fake.starts[-1][0].force is True
+    assert cli.json()["target_version"] == CURRENT
+    assert world.engine.version_running("app") == CURRENT
+    assert world.manager.status().request.force is True
 
 
 # --- reading commands ---------------------------------------------------------------
 
 
-async def test_status_history_plan_snapshots(cli: Cli) -> None:
+async def test_status_history_plan_snapshots(cli: Cli, taken: SnapshotManifest) -> None:
     assert await cli("status", "--json") == 3
     assert cli.json()["error_key"] == "no_update"
     assert await cli("update", "--yes", "--json") == 0
@@ -238,21 +243,25 @@ async def test_status_history_plan_snapshots(cli: Cli) -> None:
     assert [r["update_id"] for r in cli.json()["runs"]] == [update_id]
     assert await cli("history") == 0
     assert update_id in cli.out
-    assert await cli("plan", "1.4.1", "--force", "--json") == 0
-    assert cli.json()["target_version"] == "1.4.1"
-    assert await cli("plan", "1.4.1") == 3  # already current without --force
+    assert await cli("plan", LATEST, "--force", "--json") == 0
+    assert cli.json()["target_version"] == LATEST
+    assert await cli("plan", LATEST, "--json") == 0  # a dry run: it reports the blocker
+    assert cli.json()["would_run"] is False
+    assert [b["error_key"] for b in cli.json()["blockers"]] == ["already_current"]
     assert await cli("snapshots", "--json") == 0
-    assert cli.json()["snapshots"][0]["id"] == "20250120T123456Z_ab12cd"
+    listed = [s["id"] for s in cli.json()["snapshots"]]
+    assert taken.id in listed
+    assert len(listed) == 2  # and the run's pre-update snapshot
     assert await cli("snapshots") == 0
-    assert "20250120T123456Z_ab12cd" in cli.out
+    assert taken.id in cli.out
 
 
-async def test_snapshot_create(cli: Cli, snapshots: FakeSnapshotService) -> None:
+async def test_snapshot_create(cli: Cli, world: ApiWorld) -> None:
     assert await cli("snapshots", "--create", "--poll-interval", "0.01", "--json") == 0
     job = cli.json()
     assert job["state"] == "completed"
     assert job["result"]["reason"] == "manual"
-    assert len(snapshots.snapshots) == 2
+    assert [s.id for s in await world.snapshots.list()] == [job["result"]["id"]]
 
 
 # --- tokens and reachability ----------------------------------------------------------
@@ -315,61 +324,56 @@ async def test_local_commands_refuse_bad_settings(cli: Cli) -> None:
     assert "did you mean SUPERVISOR_COMPOSE_PROJECT" in cli.err
 
 
-@pytest.fixture
-def local_services(
-    monkeypatch: pytest.MonkeyPatch, fake: FakeUpdateService, snapshots: FakeSnapshotService
-) -> wiring.Services:
-    class Verifier:
-        async def verify_image(self, image: str, policy: Policy) -> SignatureVerdict:
-            signed = "signed" in image
-            return SignatureVerdict(service="app", image=image, policy=policy,
-                                    verified=signed, reason="ok" if signed else "no signature")  # fmt: skip
-
-    services = wiring.Services(updates=fake, snapshots=snapshots, verifier=Verifier())
-    monkeypatch.setattr(wiring, "build_services", lambda settings, serving=True: services)
-    return services
-
-
-async def test_local_restore(
-    cli: Cli, local_services: wiring.Services, snapshots: FakeSnapshotService, tmp_path: Path
-) -> None:
-    frozen_during: list[bool] = []
-    original = snapshots.restore
-
-    async def restore(snapshot_id: str) -> None:
-        frozen_during.append((tmp_path / "state" / "FREEZE").exists())
-        await original(snapshot_id)
-
-    snapshots.restore = restore  # type: ignore[method-assign]
-    assert await cli("restore", "20250120T123456Z_ab12cd", stdin="no\n") == 3
-    assert snapshots.restored == []
-    assert await cli("restore", "20250120T123456Z_ab12cd", "--yes", "--json") == 0
+async def test_local_restore(cli: Cli, world: ApiWorld, taken: SnapshotManifest) -> None:
+    freeze_file = world.settings.freeze_file
+    assert await cli("restore", taken.id, stdin="no\n") == 3
+    assert world.snapshots.restored == []
+    world.snapshots.gates["restore"] = gate = asyncio.Event()
+    restoring = asyncio.create_task(cli("restore", taken.id, "--yes", "--json"))
+    for _ in range(200):  # frozen while it works: no automatic update can start under it
+        if freeze_file.exists() or restoring.done():
+            break
+        await asyncio.sleep(0.01)
+    assert freeze_file.exists()
+    gate.set()
+    assert await asyncio.wait_for(restoring, 5) == 0
     assert cli.json()["restored"] is True
-    assert snapshots.restored == ["20250120T123456Z_ab12cd"]
-    assert frozen_during == [True]
-    assert not (tmp_path / "state" / "FREEZE").exists()
+    assert world.snapshots.restored == [taken.id]
+    assert not freeze_file.exists()
+
+
+async def test_local_restore_checks_the_id(cli: Cli, world: ApiWorld) -> None:
+    assert await cli("restore", "20250120T123456Z_ab12cd", "--yes", "--json") == 3
+    assert cli.json()["error_key"] == "invalid_snapshot_id"
+    assert await cli("restore", "20990101T000000Z_ffffffff", "--yes", "--json") == 3
+    assert cli.json()["error_key"] == "snapshot_not_found"
+    assert world.snapshots.restored == []
 
 
 async def test_local_restore_refused_while_updating(
-    cli: Cli, local_services: wiring.Services, fake: FakeUpdateService
+    cli: Cli, world: ApiWorld, taken: SnapshotManifest
 ) -> None:
-    fake.manual = True
+    world.hold("pull")
     assert await cli("update", "--yes", "--detach") == 0
-    assert await cli("restore", "20250120T123456Z_ab12cd", "--yes") == 3
-    assert "update_running" in cli.err
-    fake.release()
+    assert await cli("restore", taken.id, "--yes") == 3
+    assert "stack_busy" in cli.err  # the run holds the stack lock (supervisor.oplock) …
+    assert f"locked by update {world.manager.current_update_id}" in cli.err  # … and is named
+    assert world.snapshots.restored == []
 
 
-async def test_remote_restore_is_disabled_by_default(cli: Cli) -> None:
-    assert await cli("restore", "20250120T123456Z_ab12cd", "--remote", "--yes") == 3
+async def test_remote_restore_is_disabled_by_default(cli: Cli, taken: SnapshotManifest) -> None:
+    assert await cli("restore", taken.id, "--remote", "--yes") == 3
     assert "restore_disabled" in cli.err
     assert "supervisor restore" in cli.err
 
 
-async def test_verify(cli: Cli, local_services: wiring.Services) -> None:
-    assert await cli("verify", "registry/app@sha256:signed", "--json") == 0
+async def test_verify(cli: Cli, world: ApiWorld) -> None:
+    signed, unsigned = "reg.test/acme/app@sha256:" + "1" * 64, "reg.test/acme/app:1.4.2"
+    world.adapters.signatures.unsigned.add(unsigned)
+    assert await cli("verify", signed, "--json") == 0
     assert cli.json()["verified"] is True
-    assert await cli("verify", "registry/app:1.4.2") == 4
+    assert cli.json()["policy"] == "enforce"  # checked as under enforce, whatever the setting
+    assert await cli("verify", unsigned) == 4
     assert "NOT verified" in cli.out
 
 
@@ -381,12 +385,11 @@ def free_port() -> int:
         return port
 
 
-async def test_serve_until_sigterm(local_services: wiring.Services, tmp_path: Path) -> None:
+async def test_serve_until_sigterm(world: ApiWorld, tmp_path: Path) -> None:
     port = free_port()
-    env = sidecar_env(tmp_path) | {"SUPERVISOR_LISTEN_HOST": "127.0.0.1",
-                                   "SUPERVISOR_LISTEN_PORT": str(port),
-                                   "SUPERVISOR_URL": "ignored", "SUPERVISOR_TOKEN_FILE": "x"}  # fmt: skip
-    serving = asyncio.create_task(Cli(env)("serve"))
+    env = sidecar_env(tmp_path, listen_host="127.0.0.1", listen_port=str(port))
+    env |= {"SUPERVISOR_URL": "ignored", "SUPERVISOR_TOKEN_FILE": "x"}
+    serving = asyncio.create_task(Cli(env, world.adapters.open_runtime)("serve"))
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
             try:
@@ -400,6 +403,7 @@ async def test_serve_until_sigterm(local_services: wiring.Services, tmp_path: Pa
             f"http://127.0.0.1:{port}/admin/version", headers={"Authorization": f"Bearer {ADMIN}"}
         ) as response:
             assert response.status == 200
+            assert (await response.json())["current"]["app"]["tag"] == CURRENT
     # serve's loop handles SIGTERM now (never kill the test run with the default action)
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -407,13 +411,13 @@ async def test_serve_until_sigterm(local_services: wiring.Services, tmp_path: Pa
 
 
 async def test_serve_refuses_without_admin_token_or_directories(
-    local_services: wiring.Services, tmp_path: Path
+    world: ApiWorld, tmp_path: Path
 ) -> None:
     env = sidecar_env(tmp_path)
     del env["SUPERVISOR_ADMIN_TOKEN_FILE"]
-    cli = Cli(env)
+    cli = Cli(env, world.adapters.open_runtime)
     assert await cli("serve") == 2
     assert "SUPERVISOR_ADMIN_TOKEN" in cli.err
-    cli.env = sidecar_env(tmp_path) | {"SUPERVISOR_STATE_DIR": str(tmp_path / "nowhere")}
+    cli.env = sidecar_env(tmp_path, state_dir=str(tmp_path / "nowhere"))
     assert await cli("serve") == 2
     assert "SUPERVISOR_STATE_DIR" in cli.err

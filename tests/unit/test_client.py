@@ -1,5 +1,6 @@
-"""The Python client against the real API (fake services) and against misbehaving servers:
-typed answers, errors by error_key, retries on reads only, SSE resume with Last-Event-ID."""
+"""The Python client against the real API and manager (over fake adapters) and against
+misbehaving servers: typed answers, errors by error_key, retries on reads only, SSE resume with
+Last-Event-ID."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from supervisor.exceptions import (
     UpdateRunning,
 )
 from supervisor.update.stages import Stage
-from tests.support.fake_update_service import ADMIN, READ, FakeUpdateService, make_app
+from tests.support.api_world import ADMIN, CURRENT, LATEST, READ, ApiWorld
 
 pytestmark = pytest.mark.unit
 Server = Callable[..., Any]
@@ -37,35 +38,37 @@ def client_for(server: TestServer, token: str = ADMIN, **kwargs: Any) -> Supervi
     return SupervisorClient(url(server), token, backoff=0.01, **kwargs)
 
 
-async def test_a_whole_run(aiohttp_server: Server) -> None:
-    fake = FakeUpdateService(manual=True)
-    server = await aiohttp_server(make_app(fake))
+async def test_a_whole_run(aiohttp_server: Server, world: ApiWorld) -> None:
+    world.hold("pull")
+    server = await aiohttp_server(world.app())
     async with client_for(server) as client:
         with pytest.raises(NoUpdate):
             await client.status()
-        accepted = await client.start("1.4.2", "stable")
+        accepted = await client.start(LATEST, "stable")
         assert accepted.state is Stage.PREFLIGHT
         with pytest.raises(UpdateRunning) as caught:
             await client.start()
         assert caught.value.details["update_id"] == accepted.update_id
-        assert (await client.status(accepted.update_id)).target_version == "1.4.2"
-        fake.release()
+        assert (await client.status(accepted.update_id)).target_version == LATEST
+        world.release("pull")
         record = await client.wait_for_result(accepted.update_id)
         assert record.result is Stage.COMPLETED
+        await world.manager.wait(accepted.update_id)  # the lock release after the result
+        assert (record.from_version, record.trigger) == (CURRENT, "api")
         with pytest.raises(NotCancellable):
             await client.cancel(accepted.update_id)
-        assert (await client.version())["current"]["app"]["tag"] == "1.4.2"
+        assert (await client.version())["current"]["app"]["tag"] == LATEST
         assert [r.update_id for r in await client.history()] == [accepted.update_id]
         with pytest.raises(AlreadyCurrent):
             await client.start()
-        assert (await client.plan("1.4.2", force=True))["target_version"] == "1.4.2"
-        assert (await client.check())["version"] == "1.4.2"
-    assert fake.starts[0][1] == "api"
+        assert (await client.plan(LATEST, force=True))["target_version"] == LATEST
+        assert (await client.check())["version"] == LATEST
+    assert world.engine.version_running("app") == LATEST
 
 
-async def test_follow_yields_every_event_once(aiohttp_server: Server) -> None:
-    fake = FakeUpdateService(manual=True)
-    server = await aiohttp_server(make_app(fake))
+async def test_follow_yields_every_event_once(aiohttp_server: Server, world: ApiWorld) -> None:
+    world.hold("pull")
+    server = await aiohttp_server(world.app())
     async with client_for(server, trigger="cli") as client:
         accepted = await client.start()
         seen = []
@@ -75,28 +78,35 @@ async def test_follow_yields_every_event_once(aiohttp_server: Server) -> None:
                 seen.append(event)
 
         task = asyncio.create_task(follow())
-        fake.advance(2)
-        await fake.settle()
-        fake.release()
+        await world.reach(accepted.update_id, "pull")
+        world.release("pull")
         await asyncio.wait_for(task, 5)
-    truth = fake.runs[accepted.update_id].events
-    assert [(e.id, e.event, e.data) for e in seen] == [(e.id, e.event, e.data) for e in truth]
-    assert fake.starts[0][1] == "cli"
+    truth = await world.events(accepted.update_id)
+    assert [(e.id, e.event) for e in seen] == [(e.id, e.event) for e in truth]
+    assert [{**e.data, "event": e.event} for e in seen] == [
+        {**e.data, "event": e.event} for e in truth
+    ]
+    assert seen[-1].event == "result"
+    assert world.manager.status(accepted.update_id).trigger == "cli"
 
 
-async def test_follow_after_the_result_ends_at_once(aiohttp_server: Server) -> None:
-    fake = FakeUpdateService()
-    server = await aiohttp_server(make_app(fake))
+async def test_follow_after_the_result_ends_at_once(
+    aiohttp_server: Server, world: ApiWorld
+) -> None:
+    server = await aiohttp_server(world.app())
     async with client_for(server) as client:
         accepted = await client.start()
-        await fake.wait(accepted.update_id)
-        last = fake.runs[accepted.update_id].events[-1].id
-        assert [e async for e in client.follow(accepted.update_id, after=last)] == []
-        assert len([e async for e in client.follow()]) == last
+        await world.manager.wait(accepted.update_id)
+        truth = await world.events(accepted.update_id)
+        result = truth[-1]  # the stream of an ended run always ends with its result
+        assert [e.id async for e in client.follow(accepted.update_id, after=result.id)] == [
+            result.id
+        ]
+        assert [e.id async for e in client.follow()] == [e.id for e in truth]
 
 
-async def test_refusals_map_to_exceptions(aiohttp_server: Server) -> None:
-    server = await aiohttp_server(make_app())
+async def test_refusals_map_to_exceptions(aiohttp_server: Server, world: ApiWorld) -> None:
+    server = await aiohttp_server(world.app())
     async with SupervisorClient(url(server), "wrong-token-0123456789") as client:
         with pytest.raises(Unauthorized):
             await client.version()

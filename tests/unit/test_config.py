@@ -103,7 +103,7 @@ def test_minimal_config_loads_with_documented_defaults() -> None:
     assert settings.auto_apply is AutoApply.OFF
     assert settings.maintenance_window is None
     assert settings.check_interval == 21600
-    assert settings.first_check_delay == 300
+    assert settings.first_check_delay == 10
     assert settings.hard_pin is None
     assert settings.rehearse is True
     assert settings.log_level is LogLevel.INFO

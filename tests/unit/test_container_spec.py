@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from supervisor.const import COMPOSE_IMAGE_LABEL, RUN_LABEL
-from supervisor.engine.container_spec import build_create_spec, one_shot_spec
+from supervisor.engine.container_spec import (
+    RESTORED_FROM_LABEL,
+    build_create_spec,
+    one_shot_spec,
+    restore_spec,
+)
 
 OLD_ID = "abcdef0123456789" * 4
 OLD_IMAGE: dict[str, Any] = {
@@ -138,3 +143,31 @@ def test_one_shot_never_restarts_publishes_nothing_and_is_marked_oneoff() -> Non
     assert host["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
     assert host["PortBindings"] == {}
     assert spec.body["Labels"]["com.docker.compose.oneoff"] == "True"
+
+
+def test_restore_spec_brings_the_old_container_back_from_its_own_image() -> None:
+    old = {**old_container(), "Image": "sha256:oldid"}
+    spec = restore_spec(old, OLD_IMAGE)
+    body = spec.body
+    assert body["Image"] == "reg/app@sha256:old"  # the reference it was created from
+    assert body["Env"] == ["POSTGRES_HOST=postgres"]  # the rest comes from the same image
+    assert body["Labels"] == {
+        "com.docker.compose.service": "app",
+        COMPOSE_IMAGE_LABEL: "sha256:old",  # its own, not rewritten
+        RESTORED_FROM_LABEL: OLD_ID,
+    }
+    assert RUN_LABEL not in body["Labels"]  # not mistaken for a container of the run
+    assert body["HostConfig"]["RestartPolicy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    assert body["HostConfig"]["Mounts"] == [
+        {"Type": "volume", "Source": "anon123", "Target": "/data", "ReadOnly": False}
+    ]
+    assert spec.body["NetworkingConfig"] == {
+        "EndpointsConfig": {"proj_default": {"Aliases": ["app"]}}
+    }
+    assert set(spec.extra_networks) == {"proj_backend"}
+
+
+def test_restore_spec_keeps_the_run_label_of_an_earlier_run() -> None:
+    labels = {**old_container()["Config"]["Labels"], RUN_LABEL: "earlier"}
+    old = {**old_container(Labels=labels), "Image": "sha256:oldid"}
+    assert restore_spec(old, OLD_IMAGE).body["Labels"][RUN_LABEL] == "earlier"

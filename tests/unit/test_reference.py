@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from supervisor.api.errors import http_status
 from supervisor.exceptions import InvalidReference
 from supervisor.reference import ImageReference, is_digest
 
@@ -94,7 +95,9 @@ def test_parse_invalid_says_why(text: str, reason: str) -> None:
         ImageReference.parse(text)
     assert reason in refused.value.message
     assert refused.value.error_key == "invalid_reference"
-    assert refused.value.status == 400
+    # A reference comes from the stack or a release manifest, never from the caller:
+    # answered as an upstream failure, like the rest of the registry family.
+    assert http_status(refused.value) == 502
 
 
 def test_with_digest_keeps_the_tag_and_by_digest_drops_it() -> None:

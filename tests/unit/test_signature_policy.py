@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from supervisor.api.errors import http_status
 from supervisor.config import Settings
 from supervisor.exceptions import (
     ConfigError,
@@ -121,7 +122,7 @@ def test_check_verdicts_refuses_listing_every_enforced_service() -> None:
     assert "signed by another key" in message
     assert "api" not in message
     assert "cron" not in message
-    assert (caught.value.status, caught.value.error_key) == (400, "signature_refused")
+    assert (http_status(caught.value), caught.value.error_key) == (400, "signature_refused")
 
 
 def test_check_verdicts_returns_warnings_for_warn_services_only() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.exceptions import BackupFailed, InsufficientDiskSpace, SnapshotError
+from supervisor.api.errors import http_status
+from supervisor.exceptions import BackupFailed, DiskFull, InsufficientDiskSpace, SnapshotError
 from supervisor.snapshots import influx_commands as influx
 from supervisor.snapshots import pg_commands as pg
 from supervisor.snapshots.disk import DiskUsage, check_free_space
@@ -59,7 +60,8 @@ def test_swap_renames_in_one_transaction() -> None:
     assert "'appdb'" in commands[1]
     assert commands[2] == (
         'ALTER DATABASE "appdb" RENAME TO "appdb__old_1"; '
-        'ALTER DATABASE "appdb__restore_1" RENAME TO "appdb"'
+        'ALTER DATABASE "appdb__restore_1" RENAME TO "appdb"; '
+        'ALTER DATABASE "appdb__old_1" WITH ALLOW_CONNECTIONS true'
     )
     assert pg.swap_databases("a", "b", "c", live_exists=False) == [
         'ALTER DATABASE "b" RENAME TO "a"'
@@ -72,6 +74,43 @@ def test_derived_names_fit_postgres_identifiers() -> None:
     assert len(long) == 63
     assert long.endswith("__old_0123abcd")
     assert len(pg.derived_name("é" * 40, "__old_0123abcd").encode()) <= 63
+
+
+def test_kept_names_are_recognised_and_nothing_else() -> None:
+    assert pg.kept_database_name("appdb", "20250101T000000Z_ab") == "appdb__old_20250101T000000Z_ab"
+    assert pg.is_kept_name("appdb", "appdb__old_run-1")
+    assert pg.is_kept_name("appdb", "appdb__old_0123abcd")  # a plain restore's own name
+    long = pg.kept_database_name("d" * 63, "r" * 40)
+    assert len(long) == 63
+    assert pg.is_kept_name("d" * 63, long)
+    for name in ("appdb", "appdb__restore_0123abcd", "other__old_x", "appdb__old_",
+                 "appdb__old_a b", "xappdb__old_1", "postgres", "appdb__old_" + "x" * 41):  # fmt: skip
+        assert not pg.is_kept_name("appdb", name), name
+    with pytest.raises(ValueError, match="kept database tag"):
+        pg.kept_database_name("appdb", "no/slash")
+
+
+def test_allow_connections_sql() -> None:
+    assert pg.allow_connections('a"b') == 'ALTER DATABASE "a""b" WITH ALLOW_CONNECTIONS true'
+    assert pg.allow_connections_state("o'neil").endswith("datname = 'o''neil'")
+
+
+def test_dump_check_commands_and_listing() -> None:
+    assert pg.pg_restore_list("/tmp/x/postgres.dump") == [
+        "pg_restore", "--list", "/tmp/x/postgres.dump",
+    ]  # fmt: skip
+    assert pg.pg_restore_read("/tmp/x/p") == ["pg_restore", "--file=/dev/null", "/tmp/x/p"]
+    listing = (
+        ";     Format: CUSTOM\n;\n214; 1259 16385 TABLE public big app\n"
+        "3342; 0 16385 TABLE DATA public big app\n"
+        "3343; 0 16390 TABLE DATA audit events app\n"
+        "3344; 0 16391 TABLE DATA public with space app\n"
+    )
+    assert pg.table_data_entries(listing) == {("public", "big"), ("audit", "events")}
+    assert pg.split_table_key("public.orders") == ("public", "orders")
+    assert pg.split_table_key('"My ""S"".x"."T"') == ('My "S".x', "T")
+    with pytest.raises(ValueError, match="not a schema.table key"):
+        pg.split_table_key("a.b.c")
 
 
 def test_holder_output_and_stats_parsing() -> None:
@@ -157,13 +196,17 @@ def test_disk_preflight_message_has_the_numbers() -> None:
         check_free_space(Path("/b"), 600_000, 500_000, usage)
     assert "(600000 bytes) is needed" in err.value.message
     assert "(500000 bytes), but only 976.6 KiB (1000000 bytes) is free" in err.value.message
-    assert err.value.status == 507
+    assert http_status(err.value) == 507
     assert err.value.details["free_bytes"] == 1_000_000
 
 
 def test_write_errors_are_snapshot_errors_not_oserror() -> None:
     full = write_error(Path("/backups/x/postgres.dump"), OSError(errno.ENOSPC, "No space"), 42)
+    assert isinstance(full, DiskFull)
     assert isinstance(full, InsufficientDiskSpace)
+    assert full.error_key == "disk_full"
+    assert http_status(full) == 507
+    assert isinstance(write_error(Path("/b/f"), OSError(errno.EDQUOT, "Quota"), 0), DiskFull)
     assert "42 bytes written" in full.message
     other = write_error(Path("/b/f"), OSError(errno.EIO, "I/O error"), 0)
     assert isinstance(other, BackupFailed)

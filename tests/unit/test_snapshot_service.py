@@ -1,14 +1,21 @@
-"""SnapshotService rules that need no database: retention and the disk preflight."""
+"""SnapshotService rules that need no database: retention, the disk preflight, refusals."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from supervisor.exceptions import InsufficientDiskSpace
+from supervisor.api.errors import http_status
+from supervisor.exceptions import (
+    BackupDirUnwritable,
+    BackupFailed,
+    InsufficientDiskSpace,
+    SnapshotError,
+)
 from supervisor.snapshots import SnapshotManifest, SnapshotReason, SnapshotStore
 from tests.unit.test_snapshot_influx_v2 import FakeEngine, service_for
 
@@ -48,3 +55,54 @@ async def test_preflight_refuses_before_anything_is_dumped(tmp_path: Path) -> No
     assert err.value.details["margin_bytes"] == 1 << 60
     assert os.listdir(tmp_path) == []
     assert not any(argv[0] in ("influx", "tar") for argv in engine.commands())
+
+
+async def test_preflight_returns_the_estimate_and_leaves_nothing(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    backups = tmp_path / "backups"  # missing: created 0700, as the first snapshot would
+    service = service_for(engine, backups, influx_token="t" * 20)
+    service.options = replace(service.options, backup_dir=backups)
+
+    estimate = await service.preflight()
+
+    assert estimate == await service.estimate_size()
+    assert os.listdir(backups) == []  # the probe file is gone
+    assert backups.stat().st_mode & 0o777 == 0o700
+    assert not any(argv[0] in ("influx", "tar") for argv in engine.commands())
+
+
+async def test_preflight_refuses_a_full_disk_with_the_numbers(tmp_path: Path) -> None:
+    service = service_for(
+        FakeEngine(), tmp_path, influx_token="t" * 20, min_free_bytes_margin=1 << 60
+    )
+    with pytest.raises(InsufficientDiskSpace, match="not enough free space") as err:
+        await service.preflight()
+    assert err.value.details["margin_bytes"] == 1 << 60
+    assert err.value.details["needed_bytes"] == await service.estimate_size()
+    assert os.listdir(tmp_path) == []
+
+
+async def test_preflight_refuses_a_backups_folder_it_cannot_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the backups folder should be")
+    service = service_for(FakeEngine(), tmp_path, influx_token="t" * 20)
+    service.options = replace(service.options, backup_dir=blocker / "backups")
+    with pytest.raises(BackupDirUnwritable, match="cannot be written") as err:
+        await service.preflight()
+    assert err.value.error_key == "backup_dir_unwritable"
+    assert http_status(err.value) == 507
+
+
+async def test_preflight_needs_the_database_containers_running(tmp_path: Path) -> None:
+    service = service_for(FakeEngine(running=False), tmp_path, influx_token="t" * 20)
+    with pytest.raises(BackupFailed, match="is exited, not running"):
+        await service.preflight()
+
+
+async def test_kept_names_and_scratch_names_do_not_mix(tmp_path: Path) -> None:
+    """No postgres here: both drops are refused before any engine call."""
+    engine = FakeEngine()
+    service = service_for(engine, tmp_path, influx_token="t" * 20)
+    with pytest.raises(SnapshotError, match="no postgres service"):
+        await service.drop_kept_database("appdb__old_run1")
+    assert engine.calls == []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.api.errors import http_status
 from supervisor.exceptions import (
     BackupFailed,
     InvalidSnapshotId,
@@ -120,7 +121,7 @@ async def test_verify_finds_damage(tmp_path: Path, damage: str) -> None:
         dump.unlink()
     with pytest.raises(SnapshotCorrupt, match="postgres.dump") as err:
         await store.verify(manifest.id)
-    assert err.value.status == 422
+    assert http_status(err.value) == 422
 
 
 async def test_unreadable_manifests(tmp_path: Path) -> None:
@@ -145,7 +146,7 @@ async def test_another_projects_snapshot_is_refused(tmp_path: Path) -> None:
     mine = SnapshotStore(tmp_path, "beta")
     with pytest.raises(SnapshotWrongProject, match="'alpha', not 'beta'") as err:
         mine.check_project(await mine.get(manifest.id))
-    assert err.value.status == 409
+    assert http_status(err.value) == 409
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
@@ -153,7 +154,7 @@ async def test_ids_are_validated_before_any_path(tmp_path: Path, bad: str) -> No
     store = SnapshotStore(tmp_path, "proj")
     with pytest.raises(InvalidSnapshotId) as err:
         check_snapshot_id(bad)
-    assert err.value.status == 400
+    assert http_status(err.value) == 400
     for call in (store.get, store.verify, store.delete):
         with pytest.raises(InvalidSnapshotId):
             await call(bad)

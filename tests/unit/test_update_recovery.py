@@ -43,7 +43,7 @@ async def test_restart_after_a_crash_ends_on_a_known_good_version(
 
     world.engine.hang.clear()
     world.snapshots.hang.clear()
-    restarted = UpdateManager(world.manager.deps, FakeRegistry(VERSIONS))  # type: ignore[arg-type]
+    restarted = UpdateManager(world.manager.deps, FakeRegistry(VERSIONS))
     recovered = await restarted.startup()
     assert recovered is not None
     assert recovered.update_id == record.update_id
@@ -60,7 +60,7 @@ async def test_restart_after_a_crash_ends_on_a_known_good_version(
     assert (world.snapshots.restored == [recovered.snapshot_id]) == (end is Stage.ROLLED_BACK)
     assert [r.update_id for r in world.state.history()] == [record.update_id]
 
-    again = await UpdateManager(world.manager.deps, FakeRegistry(VERSIONS)).startup()  # type: ignore[arg-type]
+    again = await UpdateManager(world.manager.deps, FakeRegistry(VERSIONS)).startup()
     assert again is None  # recovery is idempotent: nothing left to do
     assert (await world.update("1.1.0")).result is Stage.COMPLETED
 
@@ -74,7 +74,7 @@ async def test_crash_after_completion_finishes_the_bookkeeping(tmp_path: Path) -
     (world.settings.state_dir / "versions.env").unlink()
     (world.settings.state_dir / "last-good.json").unlink()
     (world.settings.state_dir / "history.jsonl").unlink()
-    restarted = UpdateManager(world.manager.deps, FakeRegistry(VERSIONS))  # type: ignore[arg-type]
+    restarted = UpdateManager(world.manager.deps, FakeRegistry(VERSIONS))
     await restarted.startup()
     assert world.state.read_pins()["APP_IMAGE"].endswith(
         current.services["app"].target_digest.split("@")[1]

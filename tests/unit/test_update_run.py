@@ -79,8 +79,8 @@ def make_world(tmp_path: Path, rehearse: bool = False, **env: str) -> World:
     )
     engine, snapshots, signatures = FakeEngine(), FakeSnapshots(), FakeSignatures()
     state = StateStore(settings.state_dir)
-    deps = RunDeps(settings, engine, snapshots, signatures, FakeProber(), state)  # type: ignore[arg-type]
-    manager = UpdateManager(deps, FakeRegistry(VERSIONS))  # type: ignore[arg-type]
+    deps = RunDeps(settings, engine, snapshots, signatures, FakeProber(), state)
+    manager = UpdateManager(deps, FakeRegistry(VERSIONS))
     return World(settings, engine, snapshots, signatures, state, manager)
 
 
@@ -213,12 +213,14 @@ async def test_rehearsal_catches_a_bad_migration_without_stopping_anything(tmp_p
     assert record.error is not None
     assert record.error.stage is Stage.REHEARSE
     assert not [op for op, _ in world.engine.calls if op == "stopped"]
-    scratch = f"rehearsal_{record.update_id}"
-    assert world.snapshots.scratch[0][1] == scratch
-    assert world.snapshots.dropped == [scratch]
-    assert any(
-        f"'POSTGRES_DB': '{scratch}'" in arg for op, arg in world.engine.calls if op == "one_shot"
-    )
+    # On the run's isolated sandbox (tests/unit/test_update_rehearsal.py), never the live server.
+    assert world.snapshots.scratch == []
+    assert [op for op, _ in world.engine.calls if op == "one_shot"] == []
+    assert (
+        "sandbox_one_shot",
+        f"{image_of('1.2.0')} demo_rehearsal_{record.update_id}",
+    ) in world.engine.calls
+    assert world.engine.sandboxes == {}
 
 
 async def test_backup_failure_restarts_the_old_version(world: World) -> None:

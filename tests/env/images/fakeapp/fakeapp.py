@@ -7,7 +7,10 @@ Each version behaves in a way the supervisor's tests need:
 * 1.3.0 migrates fine but never becomes healthy;
 * 1.4.0 is healthy at first and crashes after CRASH_AFTER seconds.
 
-Commands: ``serve`` (HTTP on $PORT), ``migrate`` (one-shot), ``healthcheck``.
+Commands: ``serve`` (HTTP on $PORT), ``migrate`` (one-shot), ``healthcheck``. The
+database is ``DATABASE_URL`` when set (it then wins over every ``POSTGRES_*``
+variable, as in most frameworks: the rehearsal isolation test relies on that),
+else ``POSTGRES_HOST`` / ``POSTGRES_DB`` / ….
 
 It is also the reference integration of the update sidecar (docs/integration.md),
 in one of two roles chosen by the environment, on top of the behaviour above:
@@ -88,6 +91,11 @@ BEHAVIOUR = {
 def connect():
     import psycopg2
 
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        # Like most frameworks: one URL, when set, wins over every POSTGRES_* variable
+        # (so an override of POSTGRES_DB alone does not move it to another database).
+        return psycopg2.connect(url, connect_timeout=3)
     return psycopg2.connect(
         host=os.environ.get("POSTGRES_HOST", "postgres"),
         port=int(os.environ.get("POSTGRES_PORT", "5432")),
@@ -111,6 +119,15 @@ def migrate():
     conn = connect()
     conn.autocommit = True
     with conn.cursor() as cur:
+        cur.execute("SELECT current_database(), to_regclass('public.items') IS NOT NULL")
+        database, has_items = cur.fetchone()
+        if has_items:
+            cur.execute("SELECT count(*) FROM items")
+            rows = cur.fetchone()[0]
+        print(
+            f"database {database} on {conn.info.host}: {rows if has_items else 'no'} items",
+            flush=True,
+        )
         done = applied_migrations(cur)
     for name in BEHAVIOUR["migrations"]:
         if name in done:

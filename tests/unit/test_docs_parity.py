@@ -1,4 +1,4 @@
-"""What the shipped files promise, kept true without an engine.
+"""What the shipped files promise, kept true without an engine (so it runs with the unit tests).
 
 * docs/api.md documents every operation of ``/openapi.json``;
 * compose/.env.example documents every ``SUPERVISOR_*`` setting, and the compose file
@@ -22,6 +22,7 @@ from supervisor.config import SECRET_FIELDS, Settings, env_name
 from tests.conftest import SIDECAR_PROXY_GRANTS
 from tests.support.testenv import ROOT
 
+pytestmark = pytest.mark.unit
 DOCS = ROOT / "docs"
 COMPOSE = ROOT / "compose"
 OPERATOR_DOCS = ("runbook.md", "security.md", "integration.md")

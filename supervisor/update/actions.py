@@ -1,0 +1,210 @@
+"""The forward action of each stage, one function each, driven by :data:`steps.STEPS`.
+
+Each action receives the run and does one stage's work. What a failure in the
+stage must undo is not decided here but by the stage's zone in the table;
+an action only has to journal its intent *before* the engine acts, so that
+the undo (in this process or after a crash) knows what was touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
+
+from supervisor.const import Role
+from supervisor.engine.models import PullProgress, RetainedContainer
+from supervisor.exceptions import EngineError, MigrationFailed, SignatureRefused
+from supervisor.signatures.models import Policy
+from supervisor.snapshots.const import SnapshotReason
+from supervisor.update.models import RetainedRecord
+
+if TYPE_CHECKING:
+    from supervisor.update.run import UpdateRun
+
+# Progress bar span of the pull stage (its own start to verify's start).
+PULL_SPAN = (5, 30)
+
+
+async def preflight(run: UpdateRun) -> None:
+    """Engine reachable, room for the backup: checked before anything is stopped."""
+    version = await run.deps.engine.ping()
+    run.log(f"engine {version} reachable")
+    size = await run.deps.snapshots.preflight()
+    run.log(f"a snapshot needs about {size / 1e6:.1f} MB; the backup disk has room for it")
+    for target in run.record.services.values():
+        run.log(
+            f"{target.service}: {target.current_digest or target.current_image} "
+            f"-> {target.target_digest}"
+        )
+
+
+async def pull(run: UpdateRun) -> None:
+    digests = sorted({t.target_digest for t in run.record.services.values() if t.target_digest})
+    start, end = PULL_SPAN
+    span = (end - start) / max(1, len(digests))
+    for index, digest in enumerate(digests):
+        run.checkpoint()
+        base = start + index * span
+        if await run.deps.engine.image_present(digest):
+            run.log(f"{digest} already present")
+            continue
+        run.log(f"pulling {digest}")
+
+        def report(update: PullProgress, base: float = base) -> None:
+            run.pull_progress(base + span * update.percent / 100, update)
+
+        await asyncio.wait_for(
+            run.deps.engine.pull(digest, on_progress=report), run.settings.pull_timeout
+        )
+        run.log(f"pulled {digest}")
+
+
+async def verify(run: UpdateRun) -> None:
+    record = run.record
+    refused = []
+    for target in record.services.values():
+        if target.target_digest is None:
+            continue
+        verdict = await run.deps.signatures.verify(target.service, target.target_digest)
+        record.verdicts = [*record.verdicts, verdict]
+        run.log(f"{target.service}: signature {verdict.reason} ({verdict.policy})")
+        if verdict.refused:
+            refused.append(f"{target.service}: {verdict.reason}")
+        elif not verdict.verified and verdict.policy is Policy.WARN:
+            record.warnings = [
+                *record.warnings,
+                f"{target.service}: unverified signature allowed by policy warn ({verdict.reason})",
+            ]
+    await run.save()
+    if refused:
+        raise SignatureRefused("signature policy refused: " + "; ".join(refused))
+
+
+async def rehearse(run: UpdateRun) -> None:
+    from supervisor.update.rehearsal import rehearse_migrations
+
+    await rehearse_migrations(run)
+
+
+async def stop_apps(run: UpdateRun) -> None:
+    for service in reversed(run.layout.app_order):
+        for container_id in run.layout.containers.get(service, []):
+            run.record.stopped = [*run.record.stopped, container_id]
+            await run.save()  # journaled before the engine acts
+            await run.deps.engine.stop(container_id, run.settings.stop_timeout)
+            run.log(f"stopped {service} ({container_id[:12]})")
+
+
+async def backup(run: UpdateRun) -> None:
+    """Snapshot, then prove it readable before anything depends on it."""
+    record = run.record
+    images = {
+        t.service: t.current_digest or t.current_image or "" for t in record.services.values()
+    }
+    snapshot = await asyncio.wait_for(
+        run.deps.snapshots.create(
+            SnapshotReason.PRE_UPDATE, record.update_id, images, run.snapshot_progress
+        ),
+        run.settings.backup_timeout,
+    )
+    record.snapshot_id = snapshot.id
+    await run.save()
+    run.log(f"snapshot {snapshot.id} written")
+    await run.deps.snapshots.check(snapshot.id)
+    run.log(f"snapshot {snapshot.id} verified: checksums match and the dump is readable")
+
+
+async def migrate(run: UpdateRun) -> None:
+    template = run.layout.migrations_container
+    if template is None:
+        return
+    image = run.migrations_image()
+    run.log(f"running migrations from {image}")
+    result = await run.deps.engine.run_one_shot(
+        template, image, run.record.update_id, run.settings.migration_timeout
+    )
+    for line in result.logs.strip().splitlines()[-10:]:
+        run.log(f"migrations: {line}")
+    if result.exit_code != 0:
+        raise MigrationFailed(
+            f"migrations exited with code {result.exit_code}", exit_code=result.exit_code
+        )
+
+
+async def recreate(run: UpdateRun) -> None:
+    record = run.record
+    run_id = record.update_id
+    for service in run.layout.app_order:
+        target = record.services[service]
+        assert target.target_digest is not None
+        for container_id in run.layout.containers.get(service, []):
+            # Journal the intent first (names, restart policy, the old image and
+            # create spec): a crash inside recreate, or an old container removed
+            # by hand, must still be undoable.
+            intent = to_record(await run.deps.engine.prepare_recreate(container_id, run_id))
+            record.retained = [*record.retained, intent]
+            await run.save()
+            retained = await run.deps.engine.recreate(
+                container_id, target.target_digest, run_id, run.settings.stop_timeout
+            )
+            record.retained = [*record.retained[:-1], to_record(retained)]
+            await run.save()
+            run.log(f"recreated {service} as {retained.new_id[:12]}")
+
+
+async def healthcheck(run: UpdateRun) -> None:
+    settings = run.settings
+
+    async def gate(record: RetainedRecord) -> None:
+        await run.deps.engine.wait_healthy(
+            record.new_id, settings.health_timeout, settings.stability_window
+        )
+        run.log(f"{record.service} healthy and stable for {settings.stability_window:g} s")
+
+    await gather_first_error(gate(record) for record in run.record.retained)
+    for probe in settings.health_probes:
+        await run.deps.prober.check(probe.url, probe.expect_status, probe.timeout)
+        run.log(f"probe {probe.url} answered {probe.expect_status}")
+    version_probe = settings.version_probe
+    if version_probe is not None and run.record.target_version:
+        reported = await run.deps.prober.version(version_probe.url, version_probe.json_field, 10)
+        if reported != run.record.target_version:
+            raise EngineError(
+                f"{version_probe.service} reports version {reported}, "
+                f"expected {run.record.target_version}"
+            )
+
+
+def migrations_image(run: UpdateRun) -> str:
+    for target in run.record.services.values():
+        if target.role is Role.MIGRATIONS and target.target_digest:
+            return target.target_digest
+    app = run.record.services[run.layout.app_order[-1]]
+    assert app.target_digest is not None
+    return app.target_digest
+
+
+async def gather_first_error(coroutines: Iterable[Coroutine[Any, Any, Any]]) -> None:
+    """Run concurrently; on failure cancel the rest and raise the first real error.
+
+    A TaskGroup would raise an ExceptionGroup, whose message ("unhandled errors
+    in a TaskGroup") hides the health failure an operator needs to read.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except BaseExceptionGroup as group_error:
+        first = group_error.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+def to_record(retained: RetainedContainer) -> RetainedRecord:
+    return RetainedRecord(**retained.__dict__)
+
+
+def from_record(record: RetainedRecord) -> RetainedContainer:
+    return RetainedContainer(**record.model_dump())

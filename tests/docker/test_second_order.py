@@ -1,0 +1,451 @@
+"""Second-order failures on the real engine: crashes inside the rollback, a full backups
+disk, a corrupted snapshot, retained containers removed by hand, cancel, a second writer.
+
+Each scenario runs ``supervisor serve`` as a real process against a real Compose stack
+through the docker-proxy, and asserts the end state, the data (rows, schema, per-table
+checksums measured independently of the product) and that every artifact the run record
+lists exists. Kills are ``SIGKILL`` at named points inside the rollback (held open with
+``STACKSUP_FAULT_HOLD``) and at random moments (seeded, printed) with no hold at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.compose import ComposeProject
+from tests.support.dockercli import docker
+from tests.support.pg_state import databases
+from tests.support.sidecar import app_version, stack_postgres
+from tests.support.sidecar_process import Sidecar, sidecar_env, sidecar_process
+from tests.support.testenv import ROOT
+
+pytestmark = pytest.mark.docker
+
+StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
+ARTIFACT = ROOT / "test-artifacts" / "second-order.md"
+ROWS = 20000
+ENDED = ("completed", "failed", "rolled_back", "cancelled", "needs_intervention")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def journal(state_dir: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((state_dir / "current-run.json").read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def log_has(sidecar: Sidecar, text: str) -> bool:
+    try:
+        return text in sidecar.log.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def wait_end(sidecar: Sidecar, update_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record: dict[str, Any] = sidecar.call("GET", f"/admin/update/status?update_id={update_id}")
+        if record["state"] in ENDED:
+            return record
+        time.sleep(0.3)
+    raise AssertionError(f"run {update_id} did not end")
+
+
+def call_status(sidecar: Sidecar, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """Like Sidecar.call, but an HTTP error is returned as (status, body), not raised."""
+    import urllib.error
+
+    try:
+        return 200, sidecar.call(method, path, body)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def seed_rows(project: ComposeProject) -> None:
+    stack_postgres(project).psql(
+        f"INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, {ROWS}) g"  # noqa: S608
+    )
+
+
+def items_state(project: ComposeProject) -> tuple[str, str, str]:
+    """(row count, content checksum, applied migrations), measured outside the product."""
+    pg = stack_postgres(project)
+    count = pg.psql("SELECT count(*) FROM items")
+    checksum = pg.psql("SELECT md5(string_agg(id || ':' || name, ',' ORDER BY id)) FROM items")
+    migrations = pg.psql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations")
+    return count, checksum, migrations
+
+
+def snapshots_of(sidecar: Sidecar, update_id: str) -> list[dict[str, Any]]:
+    listed = sidecar.call("GET", "/admin/snapshots")
+    items = listed["snapshots"] if isinstance(listed, dict) else listed
+    return [s for s in items if s.get("run_id") == update_id]
+
+
+def replaced_databases(project: ComposeProject) -> list[str]:
+    return [d for d in databases(stack_postgres(project)) if "replaced" in d or "__old_" in d]
+
+
+def assert_listed_artifacts_exist(
+    record: dict[str, Any], sidecar: Sidecar, project: ComposeProject
+) -> None:
+    """Every artifact the record lists is really there."""
+    names = set(docker("ps", "-a", "--format", "{{.Names}}").split())
+    listed = {s["id"] for s in sidecar.call("GET", "/admin/snapshots")["snapshots"]}
+    for artifact in record.get("kept", []):
+        if artifact.startswith(("pre-update snapshot", "pre-rollback dump")):
+            assert artifact.split()[2] in listed, artifact
+        elif artifact.startswith("old container") and "gone" not in artifact:
+            assert artifact.split()[2] in names, artifact
+        elif artifact.startswith("database"):
+            assert artifact.split()[1] in databases(stack_postgres(project)), artifact
+
+
+@contextmanager
+def running_sidecar(
+    project: ComposeProject, proxy_url: str, workdir: Path, **overrides: str
+) -> Iterator[Sidecar]:
+    env = sidecar_env(project, proxy_url, workdir)
+    env.update({"SUPERVISOR_HEALTH_TIMEOUT": "30", **overrides})
+    with sidecar_process(env, workdir / "sidecar.log") as sidecar:
+        yield sidecar
+
+
+def start(sidecar: Sidecar, target: str, force: bool = False) -> str:
+    started = sidecar.call(
+        "POST", "/admin/update/start", {"target_version": target, "force": force}
+    )
+    return str(started["update_id"])
+
+
+# --- 1. kill -9 inside the rollback ---------------------------------------------------------
+
+# (name, how the kill is placed): a held point, or the log line to wait for plus a delay.
+ROLLBACK_KILLS: list[tuple[str, str, float]] = [
+    ("after the pre-rollback dump", "hold:rollback.pre-rollback-taken", 0),
+    ("mid-restore", "log:restoring the database from snapshot", 0.4),
+    ("right after the swap", "hold:rollback.swapped", 0),
+    ("while containers are put back", "hold:rollback.put-back", 0),
+]
+
+
+@pytest.mark.timeout(1500)
+def test_kill_inside_rollback_resumes_it(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("STACKSUP_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    cases = [*ROLLBACK_KILLS, *((f"random +{d:.2f} s", "random", d) for d in
+                               (rng.uniform(0, 6) for _ in range(2)))]  # fmt: skip
+    print(f"crash seed {seed}")
+    rows: list[str] = []
+    with compose_stack("1.0.0") as project:
+        seed_rows(project)
+        before = items_state(project)
+        with running_sidecar(
+            project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false"
+        ) as sc:
+            state_dir = Path(sc.env["SUPERVISOR_STATE_DIR"])
+            for name, how, delay in cases:
+                kind, _, point = how.partition(":")
+                sc.env["STACKSUP_FAULT_HOLD"] = f"{point}:60" if kind == "hold" else ""
+                sc.start()
+                update_id = start(sc, "1.3.0")  # never healthy: the run rolls back
+                wait_for(lambda: journal(state_dir).get("state") == "rollback", "rollback")
+                if kind == "hold":
+                    wait_for(lambda p=point: log_has(sc, f"holding {p}"), f"hold {point}")
+                elif kind == "log":
+                    wait_for(lambda p=point: log_has(sc, p), point)
+                time.sleep(delay)
+                at_kill = journal(state_dir).get("rollback") or {}
+                sc.kill()
+                sc.env["STACKSUP_FAULT_HOLD"] = ""
+                sc.start()  # recovery resumes the rollback before it serves
+                record = wait_end(sc, update_id)
+                assert record["state"] == "rolled_back", (name, record.get("error"))
+                assert app_version(project) == "1.0.0"
+                assert items_state(project) == before, name
+                pre = [s for s in snapshots_of(sc, update_id) if s["reason"] == "pre-rollback"]
+                assert len(pre) <= 1, f"{name}: the pre-rollback dump was taken twice"
+                if pre:
+                    assert record["pre_rollback_snapshot_id"] == pre[0]["id"]
+                    sc.call("GET", f"/admin/snapshots/{pre[0]['id']}")
+                assert pre or (record["rollback"] or {}).get("pre_rollback") == "failed"
+                assert not replaced_databases(project), replaced_databases(project)
+                assert_listed_artifacts_exist(record, sc, project)
+                rows.append(
+                    f"| {name} | {json.dumps(at_kill, sort_keys=True)[:80]} | {record['state']} "
+                    f"| 1.0.0 | {before[0]} rows, checksum equal | {len(pre)} |"
+                )
+                sc.kill()
+    _artifact(
+        f"kill -9 inside rollback (seed {seed})",
+        "| killed | rollback journal at kill | end | running | data | pre-rollback dumps |",
+        rows,
+    )
+
+
+# --- 2. the backups disk fills up mid-dump --------------------------------------------------
+
+
+@contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                   check=True)  # fmt: skip
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.timeout(600)
+def test_backups_disk_full_mid_dump_fails_at_backup(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    with compose_stack("1.0.0") as project, small_tmpfs(tmp_path / "backups", "64m") as backups:
+        seed_rows(project)
+        before = items_state(project)
+        old_app = project.container("app")
+        with running_sidecar(
+            project, docker_proxy_url, tmp_path, STACKSUP_FAULT_HOLD="backup:8",
+            SUPERVISOR_REHEARSE="false",
+        ) as sc:  # fmt: skip
+            sc.start()
+            update_id = start(sc, "1.1.0")
+            wait_for(lambda: log_has(sc, "holding backup"), "the backup hold")
+            # Another process fills the disk after preflight said it had room.
+            filler = backups / "filler"
+            subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=64"],
+                           capture_output=True, check=False)  # fmt: skip
+            record = wait_end(sc, update_id)
+            assert record["state"] == "failed", record.get("error")
+            assert record["error"]["stage"] == "backup"
+            assert record["error"]["error_key"] in ("disk_full", "insufficient_disk_space")
+            assert app_version(project) == "1.0.0"
+            assert project.container("app") == old_app
+            assert items_state(project) == before
+            assert snapshots_of(sc, update_id) == []
+            leftovers = [p.name for p in backups.iterdir() if p.name != "filler"]
+            assert leftovers == [], leftovers
+    _artifact("backups disk full mid-dump", "| end | stage | running | data | partial snapshots |",
+              ["| failed | backup | 1.0.0 (same container) | equal | none |"])  # fmt: skip
+
+
+# --- 3. a corrupted pre-update snapshot, then a failed migration ----------------------------
+
+
+@pytest.mark.timeout(600)
+def test_corrupt_snapshot_is_not_restored_and_blocks_until_acknowledged(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    with compose_stack("1.0.0") as project:
+        seed_rows(project)
+        with running_sidecar(
+            project, docker_proxy_url, tmp_path, STACKSUP_FAULT_HOLD="migrate:6",
+            SUPERVISOR_REHEARSE="false",
+        ) as sc:  # fmt: skip
+            sc.start()
+            update_id = start(sc, "1.2.0")  # its migration fails half-way
+            wait_for(lambda: log_has(sc, "holding migrate"), "the migrate hold")
+            snapshot_id = journal(Path(sc.env["SUPERVISOR_STATE_DIR"]))["snapshot_id"]
+            dump = next((tmp_path / "backups" / snapshot_id).glob("*.dump"))
+            data = bytearray(dump.read_bytes())
+            data[len(data) // 2] ^= 0xFF  # one flipped byte, after it was verified
+            dump.write_bytes(bytes(data))
+            record = wait_end(sc, update_id)
+            assert record["state"] == "needs_intervention", record.get("error")
+            assert "unusable" in record["error"]["message"]
+            assert not replaced_databases(project)  # nothing was restored over the data
+            assert stack_postgres(project).psql("SELECT count(*) FROM items") == str(ROWS)
+            assert_listed_artifacts_exist(record, sc, project)
+            assert any(k.startswith("pre-update snapshot") for k in record["kept"])
+
+            status, body = call_status(
+                sc, "POST", "/admin/update/start", {"target_version": "1.1.0"}
+            )
+            assert status == 409
+            assert body["error_key"] == "needs_intervention"
+            assert update_id in body["message"]
+            status, body = call_status(sc, "POST", "/admin/update/acknowledge",
+                                       {"update_id": update_id, "note": "restored by hand"})  # fmt: skip
+            assert status == 200, body
+            assert body["acknowledged"]["note"] == "restored by hand"
+            history = sc.call("GET", "/admin/update/history")["runs"]
+            assert history[0]["acknowledged"] is not None
+            status, body = call_status(sc, "POST", "/admin/update/acknowledge",
+                                       {"update_id": update_id})  # fmt: skip
+            assert status == 409
+            assert body["error_key"] == "not_acknowledgeable"
+    _artifact("corrupt pre-update snapshot, failed migration",
+              "| end | restored? | start | acknowledge |",
+              ["| needs_intervention | no (snapshot unusable) | 409 needs_intervention | 200, then 409 |"])  # fmt: skip
+
+
+# --- 4. retained old containers removed by hand during healthcheck --------------------------
+
+
+@pytest.mark.timeout(600)
+def test_retained_containers_removed_by_hand_are_recreated(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    with compose_stack("1.0.0") as project:
+        seed_rows(project)
+        before = items_state(project)
+        with running_sidecar(
+            project, docker_proxy_url, tmp_path, STACKSUP_FAULT_HOLD="healthcheck:6",
+            SUPERVISOR_REHEARSE="false",
+        ) as sc:  # fmt: skip
+            sc.start()
+            update_id = start(sc, "1.3.0")
+            wait_for(lambda: log_has(sc, "holding healthcheck"), "the healthcheck hold")
+            old = [n for n in docker("ps", "-a", "--format", "{{.Names}}").split()
+                   if n.startswith(project.name) and ".old-" in n]  # fmt: skip
+            assert len(old) == 2, old
+            docker("rm", "-f", *old)
+            record = wait_end(sc, update_id)
+            assert record["state"] == "rolled_back", record.get("error")
+            assert app_version(project) == "1.0.0"
+            assert items_state(project) == before
+            version = sc.call("GET", "/admin/version")
+            assert version["services"]["app"]["version"] == "1.0.0" or version
+    _artifact("retained containers removed by hand", "| end | running | data |",
+              ["| rolled_back (recreated from the recorded spec) | 1.0.0 | equal |"])  # fmt: skip
+
+
+# --- 5. cancel in each cancellable stage; a second start while running ----------------------
+
+
+@pytest.mark.timeout(600)
+def test_cancel_in_each_cancellable_stage(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    rows = []
+    with (
+        compose_stack("1.0.0") as project,
+        running_sidecar(project, docker_proxy_url, tmp_path) as sc,
+    ):
+        before = items_state(project)
+        for stage in ("preflight", "pull", "verify", "rehearse"):
+            sc.env["STACKSUP_FAULT_HOLD"] = f"{stage}:4"
+            sc.start()
+            update_id = start(sc, "1.1.0")
+            wait_for(lambda s=stage: log_has(sc, f"holding {s}"), f"hold {stage}")
+            status, body = call_status(
+                sc, "POST", "/admin/update/start", {"target_version": "1.1.0"}
+            )
+            assert status == 409, body
+            assert body["error_key"] == "update_running", body
+            status, body = call_status(sc, "POST", "/admin/update/cancel", {"update_id": update_id})
+            assert status == 202, body
+            record = wait_end(sc, update_id)
+            assert record["state"] == "cancelled", (stage, record)
+            assert app_version(project) == "1.0.0"
+            assert items_state(project) == before
+            rows.append(f"| {stage} | 409 update_running | cancelled | 1.0.0 |")
+            sc.stop()
+    _artifact("cancel in each cancellable stage", "| stage | second start | end | running |", rows)
+
+
+# --- 6. a CLI restore while the server recovers ---------------------------------------------
+
+
+@pytest.mark.timeout(900)
+def test_cli_restore_is_refused_while_the_server_recovers(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    with compose_stack("1.0.0") as project:
+        seed_rows(project)
+        before = items_state(project)
+        with running_sidecar(
+            project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false"
+        ) as sc:
+            sc.env["STACKSUP_FAULT_HOLD"] = "rollback.swapped:60"
+            sc.start()
+            update_id = start(sc, "1.3.0")
+            wait_for(lambda: log_has(sc, "holding rollback.swapped"), "rollback hold")
+            sc.kill()
+            snapshot_id = journal(Path(sc.env["SUPERVISOR_STATE_DIR"]))["snapshot_id"]
+            # Recovery resumes the rollback and is held inside it while the CLI tries.
+            sc.env["STACKSUP_FAULT_HOLD"] = "rollback.put-back:20"
+            starter = threading.Thread(target=sc.start)
+            starter.start()
+            wait_for(lambda: log_has(sc, "holding rollback.put-back"), "recovery hold")
+            dbs_before = databases(stack_postgres(project))
+            cli = subprocess.run(
+                [sys.executable, "-m", "supervisor", "restore", snapshot_id, "--yes"],
+                env=sc.env, capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert cli.returncode == 3, cli.stdout + cli.stderr
+            assert re.search(r"stack_busy|is held|busy", cli.stdout + cli.stderr), cli.stderr
+            assert databases(stack_postgres(project)) == dbs_before  # nothing dropped
+            starter.join(240)
+            record = wait_end(sc, update_id)
+            assert record["state"] == "rolled_back", record.get("error")
+            assert items_state(project) == before
+    _artifact("CLI restore while the server recovers", "| CLI exit | databases | end |",
+              ["| 3 (stack_busy) | unchanged | rolled_back |"])  # fmt: skip
+
+
+# --- 7. damaged state files at start ---------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_damaged_state_files_do_not_stop_the_sidecar(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    with (
+        compose_stack("1.0.0") as project,
+        running_sidecar(project, docker_proxy_url, tmp_path) as sc,
+    ):
+        sc.start()
+        update_id = start(sc, "1.1.0")
+        assert wait_end(sc, update_id)["state"] == "completed"
+        sc.stop()
+        state_dir = Path(sc.env["SUPERVISOR_STATE_DIR"])
+        with (state_dir / "history.jsonl").open("a") as history:
+            history.write('{"update_id": "torn", "sta')  # a torn append
+        snapshot = next(p for p in (tmp_path / "backups").iterdir() if p.is_dir())
+        (snapshot / "manifest.json").write_bytes(b"\x00\xff not json")
+        sc.start()
+        for path in ("/admin/version", "/admin/update/history", "/admin/snapshots",
+                     "/admin/badge.json", f"/admin/update/status?update_id={update_id}"):  # fmt: skip
+            status, body = call_status(sc, "GET", path)
+            assert status == 200, (path, body)
+        assert log_has(sc, "history.jsonl")
+        assert snapshot.exists()  # kept for the operator, not deleted
+    _artifact("damaged state files at start", "| history | manifest | endpoints |",
+              ["| torn line skipped | undecodable, kept | 200 |"])  # fmt: skip
+
+
+def _artifact(title: str, header: str, rows: list[str]) -> None:
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    separator = "|" + "---|" * (header.count("|") - 1)
+    with ARTIFACT.open("a") as out:
+        out.write(f"\n### {title}\n\n{header}\n{separator}\n" + "\n".join(rows) + "\n")

@@ -1,0 +1,281 @@
+"""The undo side of the run, with fakes of our adapter protocols only: a crash at every
+journaled point inside the rollback resumes it (one pre-rollback dump, one restore), the
+replaced database is kept until the pre-rollback dump verifies, an unusable snapshot is
+never restored, ``needs_intervention`` blocks starts until acknowledged, a finished run is
+never rewritten, and the stage table refuses transitions it does not allow.
+(The same scenarios against the real engine: tests/docker/test_second_order.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from supervisor.exceptions import (
+    DiskFull,
+    EngineError,
+    InterventionRequired,
+    NotAcknowledgeable,
+    SnapshotCorrupt,
+    StateError,
+)
+from supervisor.update.events import EventLog
+from supervisor.update.manager import UpdateManager
+from supervisor.update.models import RunRecord, StartRequest
+from supervisor.update.rollback import replaced_database_name
+from supervisor.update.run import StackLayout, UpdateRun
+from supervisor.update.stages import Stage
+from supervisor.update.steps import FORWARD, STEPS, allowed
+from tests.support.fakes import FAKE_DATABASE, FakeRegistry
+from tests.unit.test_update_run import VERSIONS, World, make_world
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> World:
+    """The real manager over fakes of the adapters (named apart from the API ``world``)."""
+    return make_world(tmp_path)
+
+
+POINTS = [
+    "rollback.new-stopped",
+    "rollback.pre-rollback-taken",
+    "rollback.restore-started",
+    "rollback.swapped",
+    "rollback.put-back",
+]
+
+
+async def _until(condition: object, what: str) -> None:
+    for _ in range(500):
+        if callable(condition) and condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never saw {what}")
+
+
+async def _restart(world: World) -> RunRecord:
+    """A new process over the same state, engine and snapshots: recovery first."""
+    restarted = UpdateManager(world.manager.deps, FakeRegistry(VERSIONS))
+    recovered = await restarted.startup()
+    assert recovered is not None
+    world.manager = restarted
+    return recovered
+
+
+def _assert_old_version_back(world: World) -> None:
+    assert world.engine.version_running("app") == "1.0.0"
+    assert world.engine.version_running("python_backend") == "1.0.0"
+    apps = world.engine.by_service("app") + world.engine.by_service("python_backend")
+    assert all(c.running for c in apps)
+    assert not [c for c in world.engine.containers.values() if ".old-" in c.name]
+
+
+@pytest.mark.parametrize("point", POINTS)
+async def test_a_crash_inside_the_rollback_resumes_it_without_a_second_dump(
+    tmp_path: Path, point: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    world = make_world(tmp_path)
+    world.engine.unhealthy_versions.add("1.3.0")
+    monkeypatch.setenv("STACKSUP_FAULT_HOLD", f"{point}:60")
+    started = await world.manager.start(StartRequest(target_version="1.3.0"))
+    await _until(lambda: f"holding {point}" in caplog.text, point)
+    await world.manager.shutdown()  # kill -9: the journal stays as it was
+    monkeypatch.delenv("STACKSUP_FAULT_HOLD")
+    assert world.state.read_current().state is Stage.ROLLBACK  # type: ignore[union-attr]
+
+    recovered = await _restart(world)
+    assert recovered.update_id == started.update_id
+    assert recovered.result is Stage.ROLLED_BACK, recovered.error
+    pre = [c for c in world.snapshots.created if c[0] == "pre-rollback"]
+    assert len(pre) == 1, "the pre-rollback dump was taken twice"
+    kept_id = recovered.pre_rollback_snapshot_id
+    assert kept_id is not None
+    assert world.snapshots.manifests[kept_id].reason == "pre-rollback"
+    assert world.snapshots.restored == [recovered.snapshot_id]  # restored once
+    replaced = replaced_database_name(FAKE_DATABASE, started.update_id)
+    assert world.snapshots.dropped_kept == [replaced]  # dropped once, after it was dumped
+    assert world.snapshots.kept == []
+    _assert_old_version_back(world)
+    assert world.state.read_pins()["APP_IMAGE"].endswith(
+        world.engine.by_service("app")[0].image[-71:]
+    )
+    assert [r.update_id for r in world.state.history()] == [started.update_id]
+
+
+async def test_a_failed_pre_rollback_dump_keeps_the_replaced_database(stack: World) -> None:
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.snapshots.fail["create:pre-rollback"] = DiskFull("no space left on the backups disk")
+    record = await world.update("1.3.0")
+    assert record.result is Stage.ROLLED_BACK
+    replaced = replaced_database_name(FAKE_DATABASE, record.update_id)
+    assert world.snapshots.kept == [replaced]  # the only copy of the new version's data
+    assert world.snapshots.dropped_kept == []
+    assert record.rollback is not None
+    assert record.rollback.pre_rollback == "failed"
+    assert any(replaced in w for w in record.warnings)
+    _assert_old_version_back(world)
+
+
+async def test_an_unverifiable_pre_rollback_dump_also_keeps_it(stack: World) -> None:
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    checks = 0
+    real_check = world.snapshots.check
+
+    async def check(snapshot_id: str):  # type: ignore[no-untyped-def]
+        nonlocal checks
+        checks += 1
+        manifest = await real_check(snapshot_id)
+        if manifest.reason == "pre-rollback":
+            raise SnapshotCorrupt("pg_restore --list: not a valid archive")
+        return manifest
+
+    world.snapshots.check = check  # type: ignore[method-assign]
+    record = await world.update("1.3.0")
+    assert record.result is Stage.ROLLED_BACK
+    assert world.snapshots.kept == [replaced_database_name(FAKE_DATABASE, record.update_id)]
+    assert checks >= 3  # pre-update after backup, pre-rollback, pre-update before restore
+
+
+async def test_a_bad_snapshot_after_backup_fails_the_run_and_restarts_the_old(stack: World) -> None:
+    world = stack
+    before = {c.id for c in world.engine.by_service("app")}
+    world.snapshots.fail["check"] = SnapshotCorrupt("postgres.dump: sha256 differs")
+    record = await world.update("1.1.0")
+    assert record.result is Stage.FAILED
+    assert record.error is not None
+    assert record.error.stage is Stage.BACKUP
+    assert record.error.error_key == "snapshot_corrupt"
+    assert {c.id for c in world.engine.by_service("app")} == before
+    assert all(c.running for c in world.engine.by_service("app"))
+    assert world.snapshots.restored == []
+    assert not [c for c in world.engine.calls if c[0] == "one_shot"]  # no migration ran
+
+
+async def test_an_unusable_snapshot_is_never_restored_and_blocks_until_acknowledged(
+    stack: World,
+) -> None:
+    world = stack
+    gate = asyncio.Event()
+    world.engine.gates["run_one_shot"] = gate
+    world.engine.failing_migrations.add("1.2.0")
+    started = await world.manager.start(StartRequest(target_version="1.2.0"))
+    await _until(lambda: world.manager.status(started.update_id).state is Stage.MIGRATE, "migrate")
+    world.snapshots.fail["check"] = SnapshotCorrupt("postgres.dump: sha256 differs")
+    gate.set()
+    record = await world.manager.wait(started.update_id)
+
+    assert record.result is Stage.NEEDS_INTERVENTION
+    assert world.snapshots.restored == []  # garbage is never restored
+    assert record.error is not None
+    assert "unusable" in record.error.message
+    assert f"pre-update snapshot {record.snapshot_id}" in record.kept
+    # Nothing was recreated; the old version is not started on a half-migrated database.
+    assert not any(c.running for c in world.engine.by_service("app"))
+    assert record.blocking
+
+    with pytest.raises(InterventionRequired) as refused:
+        await world.manager.start(StartRequest(target_version="1.1.0"))
+    assert started.update_id in refused.value.message
+    restarted = UpdateManager(world.manager.deps, FakeRegistry(VERSIONS))
+    with pytest.raises(InterventionRequired):  # also after a restart
+        await restarted.start(StartRequest(target_version="1.1.0"))
+
+    acked = await world.manager.acknowledge(started.update_id, "alice", "restored by hand")
+    assert acked.acknowledged is not None
+    assert acked.acknowledged.by == "alice"
+    history = world.state.history()
+    assert history[0].acknowledged is not None
+    assert history[0].acknowledged.note == "restored by hand"
+    assert len(history) == 1  # one run, its last version
+    with pytest.raises(NotAcknowledgeable):
+        await world.manager.acknowledge(started.update_id, "bob")
+    assert world.manager.blocking_run() is None
+
+
+async def test_only_needs_intervention_can_be_acknowledged(stack: World) -> None:
+    world = stack
+    record = await world.update("1.1.0")
+    with pytest.raises(NotAcknowledgeable):
+        await world.manager.acknowledge(record.update_id, "alice")
+
+
+async def test_a_clean_up_failure_after_completed_is_a_warning_not_a_new_end(stack: World) -> None:
+    world = stack
+    world.engine.fail["discard_retained"] = EngineError("engine hiccup while removing")
+    world.snapshots.fail["apply_retention"] = DiskFull("retention exploded")
+    record = await world.update("1.1.0")
+    assert record.result is Stage.COMPLETED
+    assert record.state is Stage.COMPLETED
+    assert any("engine hiccup" in w for w in record.warnings)
+    journal = world.state.read_current()
+    assert journal is not None
+    assert journal.state is Stage.COMPLETED
+    events = [e async for e in world.manager.events(record.update_id)]
+    assert [e.event for e in events].count("result") == 1
+    assert world.state.history()[0].state is Stage.COMPLETED
+
+
+async def test_the_stage_table_refuses_what_it_does_not_allow(stack: World) -> None:
+    world = stack
+    record = RunRecord(update_id="0123456789ab")
+    layout = StackLayout(["app"], {"app": []}, None, None)
+    run = UpdateRun(world.manager.deps, record, layout, EventLog())
+    with pytest.raises(StateError):
+        await run.enter(Stage.ROLLBACK)  # not before the run started
+    await run.enter(Stage.PREFLIGHT)
+    with pytest.raises(StateError):
+        await run.enter(Stage.ROLLBACK)  # nothing to roll back before stop
+    with pytest.raises(StateError):
+        await run.enter(Stage.COMPLETED)
+    await run.finish(Stage.FAILED)
+    for stage in Stage:
+        assert not allowed(Stage.FAILED, stage)
+    assert allowed(Stage.HEALTHCHECK, Stage.COMPLETED)
+    assert allowed(Stage.VERIFY, Stage.STOP)  # rehearse is optional
+    assert not allowed(Stage.STOP, Stage.PULL)  # never backwards
+
+
+def test_every_forward_stage_has_an_action_and_an_undo() -> None:
+    for stage in FORWARD:
+        assert STEPS[stage].action is not None
+        assert STEPS[stage].undo is not None
+    assert STEPS[Stage.ROLLBACK].undo is not None
+    assert {s for s in Stage if s.finished} == {
+        s for s, spec in STEPS.items() if spec.zone == "ended"
+    }
+
+
+async def test_recovery_waits_out_a_stop_left_in_flight(tmp_path: Path) -> None:
+    """The observed failure: killed while ``stop`` was stopping the app; the engine's
+    stop lands after recovery started the app again. Recovery must converge."""
+    world = make_world(tmp_path)
+    world.engine.hang.add("stop")
+    started = await world.manager.start(StartRequest(target_version="1.1.0"))
+    await _until(
+        lambda: (
+            world.state.read_current().state is Stage.STOP  # type: ignore[union-attr]
+            and bool(world.state.read_current().stopped)
+        ),  # type: ignore[union-attr]
+        "a stop in flight",
+    )
+    await world.manager.shutdown()
+    world.engine.hang.clear()
+    # The dead process's stop is still in flight in the engine: it lands later.
+    for container in world.engine.containers.values():
+        if container.id in (world.state.read_current().stopped):  # type: ignore[union-attr]
+            container.stop_pending = container.stop_lands = True
+    recovered = await _restart(world)
+    assert recovered.update_id == started.update_id
+    assert recovered.result is Stage.FAILED, recovered.error
+    _assert_old_version_back(world)
+    assert ("stale_stop_landed", "app") not in world.engine.calls or all(
+        c.running for c in world.engine.by_service("app")
+    )
