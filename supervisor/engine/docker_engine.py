@@ -203,12 +203,17 @@ class DockerEngine:
                 stream = self._docker.images.pull(
                     image, stream=True, auth=dict(auth) if auth else None
                 )
-                async for event in stream:
-                    if "error" in event:
-                        raise translate_pull(image, str(event["error"]))
-                    progress = tracker.update(event)
-                    if on_progress is not None:
-                        on_progress(progress)
+                try:
+                    async for event in stream:
+                        if "error" in event:
+                            raise translate_pull(image, str(event["error"]))
+                        progress = tracker.update(event)
+                        if on_progress is not None:
+                            on_progress(progress)
+                except aiodocker.DockerStreamError as err:
+                    # aiodocker raises on an error message in the stream before we see it:
+                    # the registry's answer (unreachable, unauthorised …) is in its text.
+                    raise translate_pull(image, str(err.message)) from err
         except EngineNotFound as err:
             raise translate_pull(image, f"not found: {err.message}") from err
         data = await self.inspect_image(image)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from supervisor.const import JOB_LABEL
 from supervisor.engine.container_spec import one_shot_spec
@@ -112,8 +112,22 @@ async def run_one_shot(
         spec.body["Env"] = kept + [f"{key}={value}" for key, value in env.items()]
     spec.body["Labels"][JOB_LABEL] = "one-shot"
     name = f"{template['Name'].lstrip('/')}.run-{run_id}"
+    return await run_to_completion(
+        engine, spec.body, name, spec.extra_networks, timeout, engine._remove
+    )
+
+
+async def run_to_completion(
+    engine: DockerEngine,
+    body: dict[str, Any],
+    name: str,
+    extra_networks: Mapping[str, Any],
+    timeout: float,
+    remove: Callable[[str], Awaitable[None]],
+) -> OneShotResult:
+    """Create, start and wait for a one-shot container; always removed with ``remove``."""
     started = time.monotonic()
-    container_id = await engine.create_container(spec.body, name, spec.extra_networks)
+    container_id = await engine.create_container(body, name, extra_networks)
     try:
         await engine.start(container_id)
         container = engine.client.containers.container(container_id)
@@ -128,4 +142,4 @@ async def run_one_shot(
         logs = await engine.logs_tail(container_id, LOG_TAIL_LINES)
         return OneShotResult(int(status["StatusCode"]), logs, time.monotonic() - started)
     finally:
-        await asyncio.shield(engine._remove(container_id))
+        await asyncio.shield(remove(container_id))

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from supervisor.const import JOB_LABEL
 from supervisor.engine.container_spec import one_shot_spec
 from supervisor.engine.docker_errors import engine_call
+from supervisor.engine.docker_jobs import run_to_completion
 from supervisor.engine.models import OneShotResult
 from supervisor.engine.sandbox import (
     SANDBOX_LABEL,
@@ -32,7 +32,7 @@ from supervisor.engine.sandbox import (
     server_aliases,
     server_spec,
 )
-from supervisor.exceptions import EngineConflict, EngineNotFound, JobTimeout
+from supervisor.exceptions import EngineConflict, EngineNotFound
 
 if TYPE_CHECKING:
     from supervisor.engine.docker_engine import DockerEngine
@@ -50,9 +50,7 @@ async def create_sandbox(
     body = network_body(project, run_id)
     try:
         async with engine_call(f"creating network {body['Name']}", engine.url):
-            created = await engine.client._query_json(
-                "networks/create", method="POST", data=json.dumps(body)
-            )
+            created = await engine.client.networks.create(body)
         name, spec = server_spec(live, project, run_id)
         server_id = await engine.create_container(spec, name, {})
         await engine.start(server_id)
@@ -62,7 +60,7 @@ async def create_sandbox(
     sandbox = Sandbox(
         run_id=run_id,
         project=project,
-        network_id=str(created["Id"]),
+        network_id=str(created.id),
         network_name=str(body["Name"]),
         server_id=server_id,
         server_name=name,
@@ -94,41 +92,26 @@ async def run_one_shot_in_sandbox(
         _LOGGER.warning("rehearsal: not mounting %s, which the live database also mounts", source)
     spec = isolate_one_shot(spec, sandbox)
     name = f"{template['Name'].lstrip('/')}.run-{run_id}"
-    started = time.monotonic()
-    container_id = await engine.create_container(spec.body, name, {})
-    try:
-        await engine.start(container_id)
-        container = engine.client.containers.container(container_id)
-        try:
-            async with asyncio.timeout(timeout), engine_call(f"waiting for {name}", engine.url):
-                status = await container.wait(timeout=None)
-        except TimeoutError as err:
-            logs = await engine.logs_tail(container_id, LOG_TAIL_LINES)
-            raise JobTimeout(
-                f"one-shot container {name} did not finish in {timeout:g} s", logs=logs
-            ) from err
-        logs = await engine.logs_tail(container_id, LOG_TAIL_LINES)
-        return OneShotResult(int(status["StatusCode"]), logs, time.monotonic() - started)
-    finally:
-        await asyncio.shield(_remove_container(engine, container_id))
+    return await run_to_completion(
+        engine, spec.body, name, {}, timeout, lambda cid: _remove_container(engine, cid)
+    )
 
 
 async def remove_sandboxes(engine: DockerEngine, project: str, run_id: str) -> list[str]:
     """Remove the run's sandbox containers (with their anonymous volumes), then its
     network; what was removed, by name. Idempotent."""
     labels = [f"{SANDBOX_LABEL}={run_id}", f"{SANDBOX_PROJECT_LABEL}={project}"]
-    filters = json.dumps({"label": labels})
     removed: list[str] = []
     async with engine_call(f"listing the rehearsal containers of run {run_id}", engine.url):
-        containers: list[dict[str, Any]] = await engine.client._query_json(
-            "containers/json", params={"all": "1", "filters": filters}
+        containers = await engine.client.containers.list(
+            all=True, filters=json.dumps({"label": labels})
         )
     for entry in containers:
-        await _remove_container(engine, entry["Id"])
-        removed.append(str((entry.get("Names") or [entry["Id"]])[0]).lstrip("/"))
+        await _remove_container(engine, entry.id)
+        removed.append(str((entry["Names"] or [entry.id])[0]).lstrip("/"))
     async with engine_call(f"listing the rehearsal networks of run {run_id}", engine.url):
-        networks: list[dict[str, Any]] = await engine.client._query_json(
-            "networks", params={"filters": filters}
+        networks: list[dict[str, Any]] = await engine.client.networks.list(
+            filters={"label": labels}
         )
     for network in networks:
         await _remove_network(engine, str(network["Id"]), str(network.get("Name", "")))
@@ -153,11 +136,9 @@ async def _remove_container(engine: DockerEngine, container_id: str) -> None:
 async def _remove_network(engine: DockerEngine, network_id: str, name: str) -> None:
     for attempt in range(REMOVE_ATTEMPTS):
         try:
-            async with (
-                engine_call(f"removing network {name or network_id[:12]}", engine.url),
-                engine.client._query(f"networks/{network_id}", method="DELETE"),
-            ):
-                pass
+            async with engine_call(f"removing network {name or network_id[:12]}", engine.url):
+                network = await engine.client.networks.get(network_id)
+                await network.delete()
             return
         except EngineNotFound:
             return

@@ -3,6 +3,7 @@
 ::
 
     SnapshotService ──▶ SnapshotStore (backups/)        manifests, verify, retention
+          │ ├──────▶ check.py                          restorable? (pg_restore read, tars)
           │ ├──────▶ PostgresSnapshots ─┐
           │ └──────▶ InfluxSnapshots  ──┴─ Engine.exec / put_file ─▶ database containers
           └── locate(role) → container id (Compose labels, or a test's own containers)

@@ -10,8 +10,10 @@ long command is started as::
 which records its pid and then *becomes* the command (the arguments are passed
 as positional parameters, never pasted into the script, so nothing in them is
 interpreted by the shell; secrets travel in the exec environment). On any
-failure the guard kills that pid. The directory also receives uploads and the
-InfluxDB backup, and is removed when the operation ends, whatever happened.
+failure but the command's own exit the guard stops that pid (TERM, then KILL:
+see ``_KILL_PID`` for why a plain KILL can crash the database server). The
+directory also receives uploads and the InfluxDB backup, and is removed when
+the operation ends, whatever happened.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from types import TracebackType
 
 from supervisor.engine.models import ExecResult
 from supervisor.engine.protocol import Engine, OutputSink
-from supervisor.exceptions import SnapshotCorrupt, SupervisorError
+from supervisor.exceptions import CommandFailed, SnapshotCorrupt, SupervisorError
 from supervisor.snapshots.const import CONTAINER_WORKDIR_PREFIX
 from supervisor.snapshots.models import FileEntry
 
@@ -34,7 +36,18 @@ _LOGGER = logging.getLogger(__name__)
 _TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 _RECORD_PID = 'echo $$ >"$0" && exec "$@"'
 _FRESH_DIR = 'rm -rf "$0" && mkdir -m 700 "$0"'
-_KILL_PID = 'kill -KILL "$(cat "$0")" 2>/dev/null; rm -f "$0"'
+# TERM first, KILL only if it is still there 5 s later. Why not KILL at once: a process
+# whose parent dies is re-parented to the container's PID 1, which in a database image is
+# usually the postmaster itself; the postmaster treats any child that ends by a signal
+# (or with a code above 1) as a crashed backend and restarts the whole server with crash
+# recovery. Killing the leader of ``pg_restore --jobs=N`` did exactly that (its orphaned
+# workers died of SIGPIPE); on TERM, pg_restore stops its workers itself, all exiting 1.
+_KILL_PID = (
+    'p="$(cat "$0" 2>/dev/null)"; rm -f "$0"; [ -n "$p" ] || exit 0; '
+    'kill -TERM "$p" 2>/dev/null || exit 0; i=0; '
+    'while kill -0 "$p" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
+    'kill -KILL "$p" 2>/dev/null; exit 0'
+)
 CLEANUP_TIMEOUT = 60.0
 
 
@@ -85,6 +98,8 @@ class ContainerWorkdir:
             return await self.engine.exec(
                 self.container_id, wrapped, stdout=stdout, timeout=timeout, env=env, check=check
             )
+        except CommandFailed:
+            raise  # it has ended: its pid may already belong to another process
         except BaseException:
             await asyncio.shield(self.kill(name))
             raise

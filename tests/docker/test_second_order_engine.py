@@ -7,8 +7,19 @@ against a real Compose stack through a docker-proxy, and asserts the end state, 
 (rows and content checksum of ``items`` and the applied migrations, measured with psql
 outside the product) and the version the stack answers with.
 
+* registry: the stack's images are referenced through a throttling TCP proxy on their own
+  port (tests/support/engine_faults.py), the target has a layer no engine has, and the
+  proxy is cut once a megabyte of it went through;
+* health flap: the new app container is paused once the gate has seen it healthy (Docker
+  20.10 reports a paused container ``unhealthy`` at once), with a 20 s stability window;
+* engine restart: ``dockerd`` is stopped with SIGTERM (as ``systemctl restart docker``)
+  and started again as ``scripts/testenv`` starts it, while the new version is inside its
+  stability window; the sidecar (a host process) reaches the engine through a docker-proxy
+  with a fixed port and a restart policy, as deployed.
+
 The engine restart disturbs every test that uses the engine, so it is marked
 ``engine_exclusive``: ``scripts/testenv test`` runs it alone, after the parallel phase.
+(A session's shared docker-proxy is started again after it, but on a new host port.)
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from tests.support.compose import ComposeProject, compose_project
 from tests.support.dockercli import docker, inspect, wait_healthy
 from tests.support.engine_faults import (
     ThrottledProxy,
+    delete_repository,
     persistent_docker_proxy,
     publish_with_fresh_layer,
     restart_engine,
@@ -88,6 +100,29 @@ def health(container: str) -> str:
     return str((state.get("Health") or {}).get("Status") or state["Status"])
 
 
+def image_version(container: str) -> str:
+    """The fake app version a container runs (its image's ``APP_VERSION``)."""
+    for entry in inspect("container", container)["Config"]["Env"]:
+        key, _, value = str(entry).partition("=")
+        if key == "APP_VERSION":
+            return value
+    return "?"
+
+
+def stack_facts(project: ComposeProject) -> dict[str, list[str]]:
+    """Every container of the stack: state, health, version (for a failure message)."""
+    facts: dict[str, list[str]] = {}
+    for service in (*SERVICES, "migrations"):
+        for cid in project.containers(service, all_states=True):
+            data = inspect("container", cid)
+            health = (data["State"].get("Health") or {}).get("Status", "-")
+            facts.setdefault(service, []).append(
+                f"{data['Name'].lstrip('/')} {data['State']['Status']}/{health} "
+                f"{image_version(cid)}"
+            )
+    return facts
+
+
 def pins(state_dir: Path) -> dict[str, str]:
     """The pin file and last-good record as they are on disk (absent: not listed)."""
     return {
@@ -101,6 +136,9 @@ def pins(state_dir: Path) -> dict[str, str]:
 
 NOISE_BYTES = 8 * 1024 * 1024  # an incompressible layer the engine has never seen
 PULL_RATE = 1024 * 1024  # bytes/s through the proxy once the run starts: the pull takes ~8 s
+# After the cut, the engine itself retries the layer 5 more times, 5, 10, 15, 20 and 25 s
+# apart (Docker 20.10's download manager): the run ends ~75 s after the cut, which is what
+# an operator waits too. The test's time is mostly that.
 
 
 @pytest.mark.timeout(300)
@@ -109,68 +147,65 @@ def test_registry_unreachable_mid_pull_fails_and_changes_nothing(
 ) -> None:
     repo = f"stacksup-test/pullcut-{secrets.token_hex(4)}"
     source = testenv.fakeapp["1.0.0"].repository.removeprefix(f"{testenv.registry}/")
-    # 1.0.0 as it is; 1.1.0 with one extra layer of random bytes that no engine has.
-    digests = asyncio.run(publish_with_fresh_layer(
-        testenv.registry, source, repo,
-        {v: testenv.fakeapp[v].digest for v in ("1.0.0", "1.1.0")},
-        secrets.token_bytes(NOISE_BYTES),
-    ))  # fmt: skip
-    digest_old, digest_new = digests["1.0.0"], digests["1.1.0"]
-    with ThrottledProxy("127.0.0.1", int(testenv.registry.rsplit(":", 1)[1])) as proxy:
-        via = f"127.0.0.1:{proxy.port}/{repo}"  # the stack's image references name the proxy
-        stack_env = dataclasses.replace(testenv, fakeapp={
-            "1.0.0": ImageRef("1.0.0", f"{via}:1.0.0", digest_old),
-            "1.1.0": ImageRef("1.1.0", f"{via}:1.1.0", digest_new),
-        })  # fmt: skip
-        try:
-            with compose_project(stack_env, "1.0.0") as project, running_sidecar(
-                project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false",
-                # The sidecar resolves tags at the registry itself; only the engine's
-                # pull goes through the proxy that is cut.
-                SUPERVISOR_REGISTRY_MIRRORS=f"127.0.0.1:{proxy.port}=http://{testenv.registry}",
-            ) as sc:  # fmt: skip
-                seed_rows(project)
-                before, containers = items_state(project), running_ids(project)
-                state_dir = Path(sc.env["SUPERVISOR_STATE_DIR"])
-                pins_before = pins(state_dir)
-                sc.start()
-                proxy.rate = PULL_RATE
-                update_id = start(sc, "1.1.0")
-                wait_for(lambda: in_stage(state_dir, "pull"), "pull", 60)
-                floor = proxy.bytes_down
-                wait_for(
-                    lambda: in_stage(state_dir, "pull") and proxy.bytes_down > floor + 1024**2,
-                    "a megabyte of the new layer",
-                    60,
-                )
-                proxy.cut()
-                cut_at, cut_bytes = time.monotonic(), proxy.bytes_down
-                record = wait_end(sc, update_id, 180)
-                ended_after = time.monotonic() - cut_at
-                assert record["state"] == "failed", record.get("error")
-                assert record["error"]["stage"] == "pull", record["error"]
-                assert record["error"]["error_key"] == "registry_unreachable", record["error"]
-                assert running_ids(project) == containers  # the very same containers
-                assert app_version(project) == "1.0.0"
-                assert items_state(project) == before
-                assert pins(state_dir) == pins_before
-                assert snapshots_of(sc, update_id) == []
-                assert not record["retained"]
-                assert not record["stopped"]
-                leftover = docker("image", "inspect", f"{via}@{digest_new}", check=False)
-                assert json.loads(leftover or "[]") == [], "a half-pulled image was left"
-        finally:
-            for ref in (f"{via}@{digest_old}", f"{via}@{digest_new}"):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    docker("rmi", ref, check=False, timeout=60)  # only untags: shared layers
-            for digest in (digest_old, digest_new):
-                delete = urllib.request.Request(
-                    f"{testenv.registry_url}/v2/{repo}/manifests/{digest}", method="DELETE"
-                )
-                try:
-                    urllib.request.urlopen(delete, timeout=10).close()
-                except OSError as err:
-                    print(f"could not delete {repo}@{digest}: {err}")
+    try:
+        # 1.0.0 as it is; 1.1.0 with one extra layer of random bytes that no engine has.
+        digests = asyncio.run(publish_with_fresh_layer(
+            testenv.registry, source, repo,
+            {v: testenv.fakeapp[v].digest for v in ("1.0.0", "1.1.0")},
+            secrets.token_bytes(NOISE_BYTES),
+        ))  # fmt: skip
+        digest_old, digest_new = digests["1.0.0"], digests["1.1.0"]
+        with ThrottledProxy("127.0.0.1", int(testenv.registry.rsplit(":", 1)[1])) as proxy:
+            via = f"127.0.0.1:{proxy.port}/{repo}"  # the stack's image references name the proxy
+            stack_env = dataclasses.replace(testenv, fakeapp={
+                "1.0.0": ImageRef("1.0.0", f"{via}:1.0.0", digest_old),
+                "1.1.0": ImageRef("1.1.0", f"{via}:1.1.0", digest_new),
+            })  # fmt: skip
+            try:
+                with compose_project(stack_env, "1.0.0") as project, running_sidecar(
+                    project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false",
+                    # The sidecar resolves tags at the registry itself; only the engine's
+                    # pull goes through the proxy that is cut.
+                    SUPERVISOR_REGISTRY_MIRRORS=f"127.0.0.1:{proxy.port}=http://{testenv.registry}",
+                ) as sc:  # fmt: skip
+                    seed_rows(project)
+                    before, containers = items_state(project), running_ids(project)
+                    state_dir = Path(sc.env["SUPERVISOR_STATE_DIR"])
+                    pins_before = pins(state_dir)
+                    sc.start()
+                    proxy.rate = PULL_RATE
+                    update_id = start(sc, "1.1.0")
+                    wait_for(lambda: in_stage(state_dir, "pull"), "pull", 60)
+                    floor = proxy.bytes_down
+                    wait_for(
+                        lambda: in_stage(state_dir, "pull") and proxy.bytes_down > floor + 1024**2,
+                        "a megabyte of the new layer",
+                        60,
+                    )
+                    proxy.cut()
+                    cut_at, cut_bytes = time.monotonic(), proxy.bytes_down
+                    record = wait_end(sc, update_id, 180)
+                    ended_after = time.monotonic() - cut_at
+                    assert record["state"] == "failed", record.get("error")
+                    assert record["error"]["stage"] == "pull", record["error"]
+                    assert running_ids(project) == containers  # the very same containers
+                    assert app_version(project) == "1.0.0"
+                    assert items_state(project) == before
+                    assert pins(state_dir) == pins_before
+                    assert snapshots_of(sc, update_id) == []
+                    assert not record["retained"]
+                    assert not record["stopped"]
+                    leftover = docker("image", "inspect", f"{via}@{digest_new}", check=False)
+                    assert json.loads(leftover or "[]") == [], "a half-pulled image was left"
+                    # Last, so a run shows the rest holds: the operator must be told it was the
+                    # registry, not the engine (the engine's text says "connection refused").
+                    assert record["error"]["error_key"] == "registry_unreachable", record["error"]
+            finally:
+                for ref in (f"{via}@{digest_old}", f"{via}@{digest_new}"):
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        docker("rmi", ref, check=False, timeout=60)  # only untags: shared layers
+    finally:
+        delete_repository(testenv.registry, repo)
     print(f"cut after {cut_bytes} bytes; the run ended failed {ended_after:.1f} s later")
     _artifact(
         "registry unreachable mid-pull",
@@ -182,6 +217,8 @@ def test_registry_unreachable_mid_pull_fails_and_changes_nothing(
 
 
 # --- 2. health flaps inside the stability window --------------------------------------------
+
+GATE_MARGIN = 3.0  # seconds healthy before the flap: the gate has seen it and is in its window
 
 
 @pytest.mark.timeout(300)
@@ -207,8 +244,13 @@ def test_health_flap_inside_the_stability_window_rolls_back(
                 return len(new) == 1 and health(new[0]) == "healthy"
 
             wait_for(new_app_healthy, "the new app container healthy", 120)
+            # The gate polls every 0.5 s: give it time to see "healthy" and enter the window.
+            time.sleep(GATE_MARGIN)
+            assert new_app_healthy(), "the new app did not stay healthy on its own"
             assert version_answered(new[0]) == "1.1.0"
-            docker("pause", new[0])  # its healthcheck now times out: unhealthy, still running
+            # Docker stops the health monitor of a paused container and reports it
+            # "unhealthy" at once (20.10); the container itself keeps "running".
+            docker("pause", new[0])
             paused = time.monotonic()
             unhealthy_after = answered_after = None
             try:
@@ -230,7 +272,9 @@ def test_health_flap_inside_the_stability_window_rolls_back(
             assert app_version(project) == "1.0.0"
             assert items_state(project) == before
             assert new[0] not in project.containers("app")
-            assert sc.call("GET", "/admin/version")["services"]["app"]["version"] == "1.0.0"
+            version = sc.call("GET", "/admin/version")
+            assert version["version"] == "1.0.0", version
+            assert version["last_result"]["state"] == "rolled_back", version
             assert_listed_artifacts_exist(record, sc, project)
     print(f"unhealthy {unhealthy_after} s after the pause; 1.0.0 answered after "
           f"{answered_after:.1f} s; rolled_back after {ended_after:.1f} s")  # fmt: skip
@@ -246,7 +290,7 @@ def test_health_flap_inside_the_stability_window_rolls_back(
 
 
 @pytest.mark.engine_exclusive
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(480)
 def test_engine_restart_during_healthcheck_ends_known_good(
     testenv: StackTestEnv, compose_stack: StackFactory, tmp_path: Path
 ) -> None:
@@ -279,7 +323,7 @@ def test_engine_restart_during_healthcheck_ends_known_good(
                 wait_answers(f"{testenv.registry_url}/v2/")
                 wait_answers(f"http://127.0.0.1:{port}/_ping", b"OK")
                 # The sidecar must end in a good state, restarted if it died.
-                deadline = time.monotonic() + 300
+                deadline = time.monotonic() + 240
                 while True:
                     assert sc.proc is not None
                     if sc.proc.poll() is not None:
@@ -292,12 +336,17 @@ def test_engine_restart_during_healthcheck_ends_known_good(
                         assert time.monotonic() < deadline, "the run did not end"
                 ended_after = time.monotonic() - back
                 state = record["state"]
-                assert state in ("completed", "rolled_back"), record.get("error")
+                # What is there, printed before any assertion: this test runs once per suite.
+                facts = stack_facts(project)
+                print(
+                    f"run {state} ({record.get('error')}; warnings {record.get('warnings')}); stack: {facts}"
+                )
+                assert state in ("completed", "rolled_back"), (record.get("error"), facts)
                 for service in SERVICES:  # one running container each, healthy
                     wait_healthy(project.container(service), timeout=120)
                 expected = "1.1.0" if state == "completed" else "1.0.0"
                 assert app_version(project) == expected
-                assert version_answered(project.container("python_backend")) in (None, expected)
+                assert image_version(project.container("python_backend")) == expected
                 now = items_state(project)
                 if state == "completed":
                     assert now[:2] == before[:2], (before, now)  # rows and content kept
@@ -305,7 +354,8 @@ def test_engine_restart_during_healthcheck_ends_known_good(
                 else:
                     assert now == before
                 version = sc.call("GET", "/admin/version")
-                assert version["services"]["app"]["version"] == expected, version
+                assert version["version"] == expected, version
+                assert version["last_result"]["state"] == state, version
                 assert_listed_artifacts_exist(record, sc, project)
     finally:
         docker("rm", "-f", proxy, check=False)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from supervisor.api.errors import http_status
-from supervisor.exceptions import BackupFailed, InsufficientDiskSpace, InvalidSnapshotId
-from supervisor.snapshots import SnapshotReason
+from supervisor.exceptions import (
+    BackupDirUnwritable,
+    BackupFailed,
+    DiskFull,
+    InsufficientDiskSpace,
+    InvalidSnapshotId,
+    SnapshotError,
+)
+from supervisor.snapshots import SnapshotProgress, SnapshotReason
 from tests.docker.conftest import SnapshotFactory
 from tests.support import pg_state
 from tests.support.databases import PostgresHandle
@@ -33,16 +41,22 @@ def _dump_processes(pg: PostgresHandle) -> str:
     return "\n".join(line for line in listing.splitlines() if "pg_dump" in line or "tar" in line)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 5 MB tmpfs, unmounted afterwards."""
-    mount = tmp_path / "small"
+@contextmanager
+def _tmpfs(mount: Path, size: str, *options: str) -> Iterator[Path]:
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount)], check=True)
+    opts = ",".join([f"size={size}", *options])
+    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 5 MB tmpfs, unmounted afterwards."""
+    with _tmpfs(tmp_path / "small", "5m") as mount:
+        yield mount
 
 
 async def test_wrong_user_and_wrong_database(
@@ -95,10 +109,13 @@ async def test_disk_full_mid_dump_leaves_nothing(
     service = snapshot_service(
         postgres=postgres.container_id, backup_dir=small_disk, size_factor=0.0
     )
-    with pytest.raises(InsufficientDiskSpace, match="filled up while writing postgres.dump") as e:
+    with pytest.raises(DiskFull, match="filled up while writing postgres.dump") as e:
         await service.create(SnapshotReason.MANUAL)
+    assert isinstance(e.value, SnapshotError)
+    assert e.value.error_key == "disk_full"
     assert http_status(e.value) == 507
     assert _left_in(small_disk) == []
+    assert await service.list() == []
     assert os.statvfs(small_disk).f_bfree == os.statvfs(small_disk).f_blocks
     assert _dump_processes(postgres) == ""  # pg_dump was killed, not left blocked
     assert pg_state.container_leftovers(postgres) == ""
@@ -115,6 +132,42 @@ async def test_preflight_refuses_with_numbers(
         await service.create(SnapshotReason.MANUAL)
     assert e.value.details["needed_bytes"] == estimate
     assert _left_in(small_disk) == []
+
+
+async def test_preflight_passes_then_the_disk_fills_up_mid_dump(
+    postgres: PostgresHandle, snapshot_service: SnapshotFactory, tmp_path: Path
+) -> None:
+    """The real estimate passes the preflight; then another writer fills the disk while
+    the dump runs: DiskFull, nothing listed, the folder as it was, pg_dump gone."""
+    postgres.psql(NOISE_SQL)
+    with _tmpfs(tmp_path / "disk", "64m") as disk:
+        service = snapshot_service(postgres=postgres.container_id, backup_dir=disk)
+        estimate = await service.preflight()
+        assert 20 * 2**20 < estimate < 60 * 2**20
+        filler = disk / "someone-elses-file"
+
+        def fill_when_the_dump_starts(step: SnapshotProgress) -> None:
+            if step.step == "postgres":  # after create's own space check, before any byte
+                free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+                filler.write_bytes(os.urandom(free - 4 * 2**20))
+
+        with pytest.raises(DiskFull, match="filled up while writing postgres.dump"):
+            await service.create(SnapshotReason.PRE_UPDATE, progress=fill_when_the_dump_starts)
+
+        assert _left_in(disk) == [filler.name]
+        assert await service.list() == []
+        assert _dump_processes(postgres) == ""
+        assert pg_state.container_leftovers(postgres) == ""
+
+
+async def test_preflight_refuses_a_read_only_backups_disk(
+    postgres: PostgresHandle, snapshot_service: SnapshotFactory, tmp_path: Path
+) -> None:
+    with _tmpfs(tmp_path / "ro", "8m", "ro") as disk:
+        service = snapshot_service(postgres=postgres.container_id, backup_dir=disk)
+        with pytest.raises(BackupDirUnwritable, match="Read-only file system") as e:
+            await service.preflight()
+        assert e.value.error_key == "backup_dir_unwritable"
 
 
 async def test_snapshot_ids_that_are_paths_are_refused(

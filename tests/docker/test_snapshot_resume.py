@@ -68,7 +68,8 @@ def _databases(pg: PostgresHandle) -> list[str]:
 
 
 def _allows_connections(pg: PostgresHandle, name: str) -> bool:
-    return pg.psql(f"SELECT datallowconn FROM pg_database WHERE datname = '{name}'") == "t"  # noqa: S608
+    sql = f"SELECT datallowconn FROM pg_database WHERE datname = '{name}'"  # noqa: S608
+    return pg.psql(sql, database="postgres") == "t"
 
 
 async def _snapshot_then_new_writes(
@@ -191,7 +192,8 @@ async def test_leftovers_of_a_crash_inside_the_swap(
     postgres.psql("CREATE TABLE half (x int)", database=scratch)
     postgres.psql(f'CREATE DATABASE "{earlier}"')
     postgres.psql("CREATE TABLE only_copy AS SELECT 42 AS answer", database=earlier)
-    postgres.psql('ALTER DATABASE "appdb" WITH ALLOW_CONNECTIONS false')
+    postgres.psql('ALTER DATABASE "appdb" WITH ALLOW_CONNECTIONS false', database="postgres")
+    assert not _allows_connections(postgres, "appdb")
 
     await service.restore(manifest.id)
 

@@ -143,10 +143,13 @@ class EngineRestart:
 
 
 def _pid_is_dockerd(pid: int) -> bool:
+    """A live dockerd (a zombie is not: PID 1 here does not always reap its orphans)."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
+    name, _, rest = stat.partition("(")[2].rpartition(")")
+    return name == "dockerd" and rest.split()[:1] != ["Z"]
 
 
 def _running_without_restart_policy() -> list[str]:
@@ -186,14 +189,16 @@ def restart_engine(
         time.sleep(0.1)
     if _pid_is_dockerd(pid):  # a stuck shutdown: what an operator's second attempt does
         os.kill(pid, signal.SIGKILL)
-        while _pid_is_dockerd(pid):
+        deadline = time.monotonic() + 20
+        while _pid_is_dockerd(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
     result.stopped_after = time.monotonic() - started
     # Exactly as scripts/testenv starts it (appending to the log instead of truncating it).
     log = state_dir / "dockerd.log"
     out = subprocess.run(
         ["bash", "-c", f'nohup dockerd --host unix:///var/run/docker.sock >>"{log}" 2>&1 & echo $!'],
-        capture_output=True, text=True, check=True, start_new_session=True,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True,
+        start_new_session=True,
     )  # fmt: skip
     result.new_pid = int(out.stdout.strip())
     pid_file.write_text(f"{result.new_pid}\n")
@@ -335,3 +340,24 @@ def _tar_of(name: str, data: bytes) -> bytes:
         info.size, info.mode = len(data), 0o644
         tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+def delete_repository(host: str, repository: str) -> list[str]:
+    """Delete every tagged manifest of ``repository`` on ``host`` (blobs wait for the GC)."""
+    deleted: list[str] = []
+    try:
+        with urllib.request.urlopen(f"http://{host}/v2/{repository}/tags/list", timeout=10) as r:
+            tags = json.loads(r.read()).get("tags") or []
+    except OSError:
+        return deleted
+    accept = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+    for tag in tags:
+        url = f"http://{host}/v2/{repository}/manifests/"
+        head = urllib.request.Request(url + tag, method="HEAD", headers=accept)
+        with contextlib.suppress(OSError), urllib.request.urlopen(head, timeout=10) as r:
+            digest = r.headers["Docker-Content-Digest"]
+            urllib.request.urlopen(
+                urllib.request.Request(url + digest, method="DELETE"), timeout=10
+            ).close()
+            deleted.append(f"{repository}:{tag}")
+    return deleted

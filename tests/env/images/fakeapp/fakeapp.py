@@ -30,6 +30,7 @@ import html
 import http.client
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -364,6 +365,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve():
+    # PID 1 in its container: without a handler SIGTERM is ignored and every `docker stop`
+    # waits out the whole stop timeout before SIGKILL. A real app stops when asked.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     if BEHAVIOUR["health"] == "crash":
         delay = float(os.environ.get("CRASH_AFTER", "6"))
 
