@@ -19,6 +19,7 @@ from supervisor.client import SidecarUnreachable
 from supervisor.exceptions import NoUpdate, UpdateRunning
 from supervisor.signatures.models import Policy
 from supervisor.statedir import atomic_write
+from supervisor.update.models import RunRecord
 
 from .context import CliContext
 from .exit_codes import ExitCode
@@ -48,6 +49,7 @@ async def restore(ctx: CliContext) -> int:
         ctx.runtime(settings) as runtime,
         runtime.stack_lock.hold("restore", owner="cli"),
     ):
+        _refuse_if_unrecovered(runtime.state.read_current())
         await _refuse_if_updating(ctx)
         with (
             _frozen(settings.freeze_file, f"restoring snapshot {snapshot_id}"),
@@ -59,6 +61,18 @@ async def restore(ctx: CliContext) -> int:
     else:
         ctx.out.print(f"restored {snapshot_id}")
     return ExitCode.OK
+
+
+def _refuse_if_unrecovered(journal: RunRecord | None) -> None:
+    """The journal on disk, under the lock: a run a killed server left unfinished must be
+    recovered (rolled back, its new data kept) before anyone restores over it. Asking
+    the server is not enough: it does not answer while it is down or still starting."""
+    if journal is not None and not journal.state.finished:
+        raise UpdateRunning(
+            f"update {journal.update_id} was interrupted in {journal.state} and is not "
+            "recovered yet: start the sidecar (it recovers before it serves), then restore",
+            update_id=journal.update_id,
+        )
 
 
 async def _refuse_if_updating(ctx: CliContext) -> None:

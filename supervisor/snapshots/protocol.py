@@ -63,8 +63,12 @@ class Snapshots(Protocol):
         progress: SnapshotProgressCallback | None = None,
         *,
         keep_replaced_as: str | None = None,
+        influxdb: bool = True,
     ) -> SnapshotManifest:
         """Verify every file, then replace the live PostgreSQL and InfluxDB data.
+
+        ``influxdb=False`` leaves InfluxDB as it is: a rollback whose pre-rollback dump
+        failed has no other copy of what the failed version wrote there.
 
         With ``keep_replaced_as`` (a ``kept_database_name(db, tag)``) the replaced
         PostgreSQL database is renamed to it and kept, and a repeated call after its swap

@@ -195,10 +195,11 @@ class SnapshotService:
         progress: SnapshotProgressCallback | None = None,
         *,
         keep_replaced_as: str | None = None,
+        influxdb: bool = True,
     ) -> SnapshotManifest:
         async with self._lock:
             try:
-                return await self._restore(snapshot_id, progress, keep_replaced_as)
+                return await self._restore(snapshot_id, progress, keep_replaced_as, influxdb)
             except EngineError as err:
                 raise RestoreFailed(f"restore of {snapshot_id} failed: {err.message}") from err
 
@@ -207,6 +208,7 @@ class SnapshotService:
         snapshot_id: str,
         progress: SnapshotProgressCallback | None,
         keep_replaced_as: str | None,
+        with_influxdb: bool = True,
     ) -> SnapshotManifest:
         _report(progress, "verify", f"checking every file of snapshot {snapshot_id}", 0)
         manifest = await self.store.verify(snapshot_id)
@@ -223,7 +225,7 @@ class SnapshotService:
                     f"{sql.kept_database_name(pg.database, 'TAG')!r}"
                 )
             await pg.ensure_running(RestoreFailed)
-        if manifest.influxdb is not None:
+        if manifest.influxdb is not None and with_influxdb:
             if influx is None:
                 raise RestoreFailed("the snapshot holds InfluxDB data but no influxdb service")
             await influx.detect(RestoreFailed)
@@ -233,7 +235,7 @@ class SnapshotService:
             await postgres_restore.restore_replacing(
                 pg, folder, manifest.postgres, entry, snapshot_id, keep_as=keep_replaced_as
             )
-        if manifest.influxdb is not None and influx is not None:
+        if manifest.influxdb is not None and influx is not None and with_influxdb:
             _report(progress, "influxdb", "restoring InfluxDB", 70)
             entry = manifest.file(manifest.influxdb.archive_file)
             try:

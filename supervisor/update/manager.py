@@ -92,6 +92,9 @@ class UpdateManager:
             journal = await asyncio.to_thread(self.deps.state.read_current)
             if journal is None:
                 return None
+            if journal.state.finished and journal.state is not Stage.COMPLETED:
+                # Ended: only its history line may be missing; nothing touches the stack.
+                return await recover(self.deps, self.settings.app_services, EventLog())
             async with self.stack_lock.hold("recovery", wait=RECOVERY_LOCK_WAIT):
                 # A recovered run continues its event id sequence from state/events/.
                 events = EventLog(self._event_path(journal.update_id))
@@ -236,6 +239,15 @@ class UpdateManager:
         )
 
     def _finished(self, update_id: str) -> None:
+        active = self._runs.get(update_id)
+        if active is not None and not active.record.state.finished:
+            # The task ended without journaling an end (its undo failed too): the stack
+            # is in an unknown state. Starts stay refused until a restart's recovery.
+            _LOGGER.error(
+                "update %s stopped without an end state; restart the sidecar to recover it",
+                update_id,
+            )
+            return
         if self._current == update_id:
             self._current = None
 

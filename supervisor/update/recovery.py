@@ -26,7 +26,7 @@ from supervisor.update.events import EventLog
 from supervisor.update.models import RetainedRecord, RunError, RunRecord
 from supervisor.update.run import RunDeps, StackLayout, UpdateRun
 from supervisor.update.stages import Stage
-from supervisor.update.steps import STEPS, last_forward_stage
+from supervisor.update.steps import last_forward_stage
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,9 +63,7 @@ async def recover(deps: RunDeps, app_order: list[str], events: EventLog) -> RunR
         )
     if stage is Stage.RECREATE or stage is Stage.HEALTHCHECK or stage is Stage.ROLLBACK:
         await _reconcile_retained(run)
-    undo = STEPS[stage].undo
-    assert undo is not None, f"no undo for {stage}"
-    await undo(run)
+    await run.undo(stage)
     return record
 
 

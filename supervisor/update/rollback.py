@@ -92,7 +92,11 @@ async def remove_one_shots(run: UpdateRun) -> None:
             continue
         for container in containers:
             if container.labels.get("com.docker.compose.oneoff") == "True":
-                await run.deps.engine.remove_container(container.id)
+                try:
+                    await run.deps.engine.remove_container(container.id)
+                except EngineError as err:
+                    run.log(f"could not remove one-shot container {container.name}: {err}")
+                    continue
                 run.log(f"removed one-shot container {container.name}")
 
 
@@ -102,8 +106,8 @@ async def drop_scratch(run: UpdateRun) -> None:
         removed = await run.deps.engine.remove_sandboxes(
             run.settings.compose_project, run.record.update_id
         )
-    except SupervisorError as err:
-        run.log(f"rehearsal sandbox not removed: {err.message}")
+    except Exception as err:  # leftovers are reported, never a reason to stop the undo
+        run.log(f"rehearsal sandbox not removed: {err}")
         return
     if removed:
         run.log(f"removed the rehearsal sandbox: {', '.join(removed)}")
@@ -204,7 +208,18 @@ async def _restore_data(run: UpdateRun, snapshot_id: str) -> None:
         await run.save()  # journaled before the restore acts
         await fault_point("rollback.restore-started")
         run.log(f"restoring the database from snapshot {snapshot_id}")
-        await snapshots.restore(snapshot_id, run.snapshot_progress, keep_replaced_as=replaced)
+        # Without a verified pre-rollback dump, InfluxDB holds the only copy of what the
+        # failed version wrote there (it cannot be renamed aside like the PostgreSQL one).
+        with_influx = journal.pre_rollback == "verified"
+        if manifest.influxdb is not None and not with_influx:
+            await _warn_once(
+                run,
+                "InfluxDB was not restored: without a verified pre-rollback dump it holds the "
+                "only copy of what the failed version wrote; it keeps those points",
+            )
+        await snapshots.restore(
+            snapshot_id, run.snapshot_progress, keep_replaced_as=replaced, influxdb=with_influx
+        )
         journal.restored = True
         await run.save()
         if replaced:
@@ -225,10 +240,15 @@ async def _restore_data(run: UpdateRun, snapshot_id: str) -> None:
                 f"and was kept, because no verified pre-rollback dump exists "
                 f"({journal.pre_rollback_error or 'not taken'})"
             )
-            if warning not in run.record.warnings:
-                run.record.warnings = [*run.record.warnings, warning]
-                await run.save()
-            run.log(warning)
+            await _warn_once(run, warning)
+
+
+async def _warn_once(run: UpdateRun, warning: str) -> None:
+    """A warning on the record (journaled), not repeated when a rollback is resumed."""
+    if warning not in run.record.warnings:
+        run.record.warnings = [*run.record.warnings, warning]
+        await run.save()
+    run.log(warning)
 
 
 async def _pre_rollback_dump(run: UpdateRun) -> None:
@@ -363,14 +383,17 @@ async def kept_artifacts(run: UpdateRun) -> list[str]:
         state = "" if record.snapshot_id in listed else " (not found in backups/)"
         kept.append(f"pre-update snapshot {record.snapshot_id}{state}")
     if record.pre_rollback_snapshot_id:
-        kept.append(f"pre-rollback dump {record.pre_rollback_snapshot_id}")
+        state = "" if record.pre_rollback_snapshot_id in listed else " (not found in backups/)"
+        kept.append(f"pre-rollback dump {record.pre_rollback_snapshot_id}{state}")
     if (
         journal is not None
-        and journal.restore_started
+        and journal.restored  # the swap happened: the renamed database exists
         and journal.replaced_database
         and not journal.replaced_database_dropped
     ):
         kept.append(f"database {journal.replaced_database} (what the failed version wrote)")
+    elif journal is not None and journal.restore_started and not journal.restored:
+        kept.append("the live database, as the failed version left it (it was not replaced)")
     put_back = set(journal.put_back) if journal is not None else set()
     for retained in record.retained:
         if retained.old_id in put_back:

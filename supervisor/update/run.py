@@ -33,7 +33,7 @@ from supervisor.update.events import EventLog
 from supervisor.update.models import RunError, RunRecord, StageTiming, utcnow
 from supervisor.update.ports import Prober, SignatureVerifier, Snapshots
 from supervisor.update.stages import Stage
-from supervisor.update.steps import FORWARD, STEPS, allowed
+from supervisor.update.steps import FORWARD, STEPS, allowed, next_forward
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -98,12 +98,16 @@ class UpdateRun:
     async def enter(self, stage: Stage) -> None:
         """Journal the transition, then announce it; refuse what the table does not allow."""
         current = self.record.state if self.record.stages else None
-        if not allowed(current, stage):
+        if not allowed(current, stage) or (
+            stage in FORWARD and current in FORWARD and stage is not next_forward(self, current)
+        ):
             raise StateError(f"run {self.record.update_id}: {current} cannot go to {stage}")
         now = utcnow()
         if self.record.stages and self.record.stages[-1].finished_at is None:
+            # The stage before an undo or a bad end did not succeed, also after a crash.
+            ok = stage not in (Stage.ROLLBACK, Stage.FAILED, Stage.NEEDS_INTERVENTION)
             self.record.stages[-1] = self.record.stages[-1].model_copy(
-                update={"finished_at": now, "ok": True}
+                update={"finished_at": now, "ok": ok}
             )
         spec = STEPS[stage]
         self.record.state = stage
@@ -156,7 +160,7 @@ class UpdateRun:
             self.log("cancelled before any service was stopped")
             await self.finish(Stage.CANCELLED)
         except Exception as err:
-            if self.record.result is not None:  # finished: never rewritten
+            if self.record.state.finished:  # journaled as ended: never rewritten
                 _LOGGER.exception("after the end of run %s", self.record.update_id)
                 await self._warn(f"after the run ended: {err}")
             else:
@@ -164,15 +168,15 @@ class UpdateRun:
         return self.record
 
     async def _forward(self) -> None:
-        for stage in FORWARD:
-            spec = STEPS[stage]
-            if not spec.applies(self):
-                continue
+        stage = next_forward(self, None)
+        while stage is not None:
             await self.enter(stage)
-            assert spec.action is not None
-            await spec.action(self)
+            action = STEPS[stage].action
+            assert action is not None
+            await action(self)
             if stage.cancellable:
                 self.checkpoint()
+            stage = next_forward(self, stage)
         from supervisor.update.completion import complete_run
 
         await complete_run(self)
@@ -191,9 +195,36 @@ class UpdateRun:
             stage=stage,
         )
         self.log(f"{stage} failed: {self.record.error.message}")
+        await self.undo(stage)
+
+    async def undo(self, stage: Stage) -> None:
+        """Run the undo the table gives ``stage`` (after a failure here or a crash there)."""
         undo = STEPS[stage].undo
         assert undo is not None, f"no undo for {stage}"
-        await undo(self)
+        try:
+            await undo(self)
+        except Exception as undo_err:
+            await self.undo_failed(undo_err)
+
+    async def undo_failed(self, err: Exception) -> None:
+        """The undo itself raised (a full state disk, an engine gone): stop where we are.
+
+        ``needs_intervention`` if that can still be journaled. If not even that can, the
+        run stays unfinished on disk, and the manager keeps refusing starts until a
+        restart lets recovery take it from the journal (see UpdateManager._finished).
+        """
+        from supervisor.update.rollback import needs_intervention
+
+        _LOGGER.exception("the undo of run %s failed", self.record.update_id)
+        if self.record.state.finished:
+            return
+        try:
+            await needs_intervention(self, f"undoing the failure failed: {err}")
+        except Exception:
+            _LOGGER.exception(
+                "run %s could not be ended; restart the sidecar to recover it",
+                self.record.update_id,
+            )
 
     async def _warn(self, warning: str) -> None:
         self.record.warnings = [*self.record.warnings, warning]
@@ -204,8 +235,9 @@ class UpdateRun:
 
     async def finish(self, end: Stage) -> None:
         """End the run: journal, history, the single ``result`` event, callbacks."""
-        if self.record.result is not None and self.record.state.finished:
+        if self.record.state.finished:
             return  # already finished: one result, never two
+        before = self.record.model_copy()
         self.record.result = end
         self.record.finished_at = utcnow()
         if end is not Stage.NEEDS_INTERVENTION:  # the specs are only needed to undo
@@ -214,7 +246,12 @@ class UpdateRun:
             ]
         if end is Stage.COMPLETED:
             self.record.progress = 100
-        await self.enter(end)
+        try:
+            await self.enter(end)
+        except BaseException:  # not journaled: the run has not ended, on disk or here
+            for name in ("result", "finished_at", "retained", "progress", "state", "phase"):
+                setattr(self.record, name, getattr(before, name))
+            raise
         await asyncio.to_thread(self.deps.state.append_history, self.record)
         self.events.emit("result", result_payload(self.record))
         for callback in self.deps.on_finished:

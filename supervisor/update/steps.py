@@ -115,6 +115,16 @@ def allowed(current: Stage | None, target: Stage) -> bool:
     )
 
 
+def next_forward(run: UpdateRun, current: Stage | None) -> Stage | None:
+    """The forward stage after ``current`` that applies to this run (None: the end).
+
+    Optional stages (rehearse, migrate) are skipped only when they do not apply;
+    no mandatory stage (backup!) can ever be skipped.
+    """
+    start = 0 if current is None else FORWARD.index(current) + 1
+    return next((s for s in FORWARD[start:] if STEPS[s].applies(run)), None)
+
+
 def phase_text(stage: Stage) -> str:
     return STEPS[stage].phase
 

@@ -46,6 +46,7 @@ from supervisor.signatures.models import Policy, SignatureVerdict
 from supervisor.snapshots.const import SnapshotReason
 from supervisor.snapshots.models import (
     FileEntry,
+    InfluxBackup,
     PostgresDump,
     SnapshotManifest,
     check_snapshot_id,
@@ -480,6 +481,7 @@ class FakeSnapshots:
         self.checked: list[str] = []
         self.kept: list[str] = []  # databases a restore kept (keep_replaced_as), in order
         self.dropped_kept: list[str] = []
+        self.influx_restored: list[bool] = []  # the ``influxdb`` flag of each restore call
 
     def _maybe_fail(self, operation: str) -> None:
         if operation in self.fail:
@@ -509,6 +511,8 @@ class FakeSnapshots:
                 server_version="15.14", size_bytes=1000, dump_file="postgres.dump",
                 globals_file="postgres-globals.sql",
             ),
+            influxdb=InfluxBackup(major_version=1, server_version="1.6.7",
+                                  archive_file="influxdb.tar", databases=["metrics"]),
         )  # fmt: skip
         self.manifests[manifest.id] = manifest
         return manifest
@@ -543,9 +547,10 @@ class FakeSnapshots:
 
     async def restore(
         self, snapshot_id: str, progress: SnapshotProgressCallback | None = None, *,
-        keep_replaced_as: str | None = None,
+        keep_replaced_as: str | None = None, influxdb: bool = True,
     ) -> SnapshotManifest:  # fmt: skip
         manifest = await self.get(snapshot_id)
+        self.influx_restored.append(influxdb)
         if keep_replaced_as is not None and keep_replaced_as in self.kept:
             return manifest  # like the real one: the swap happened already, nothing to do
         self._maybe_fail("restore")

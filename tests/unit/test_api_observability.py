@@ -53,7 +53,7 @@ async def test_metrics(client: TestClient[Any, Any], world: ApiWorld) -> None:
     sizes = {
         s.labels["snapshot_id"]: s.value for s in families["supervisor_snapshot_size_bytes"].samples
     }
-    assert sizes[taken.id] == 1234
+    assert sizes[taken.id] == sum(f.size for f in taken.files)
     # and the pre-update snapshot of each run, the pre-rollback dump of the rolled back one
     assert sizes == {m.id: m.total_bytes for m in await world.snapshots.list()}
     assert sorted(reason for reason, _ in world.snapshots.created) == [

@@ -361,6 +361,20 @@ async def test_local_restore_refused_while_updating(
     assert world.snapshots.restored == []
 
 
+async def test_local_restore_refused_over_an_unrecovered_journal(
+    cli: Cli, world: ApiWorld, taken: SnapshotManifest
+) -> None:
+    """A killed server left a run in ``migrate`` and is not up yet: nobody answers over
+    HTTP and the lock is free, but the journal says a rollback is owed."""
+    from supervisor.update.models import RunRecord
+    from supervisor.update.stages import Stage
+
+    world.runtime.state.write_current(RunRecord(update_id="0123456789ab", state=Stage.MIGRATE))
+    assert await cli("restore", taken.id, "--yes") == 3
+    assert "not recovered yet" in cli.err
+    assert world.snapshots.restored == []
+
+
 async def test_remote_restore_is_disabled_by_default(cli: Cli, taken: SnapshotManifest) -> None:
     assert await cli("restore", taken.id, "--remote", "--yes") == 3
     assert "restore_disabled" in cli.err

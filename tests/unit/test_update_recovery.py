@@ -62,6 +62,7 @@ async def test_restart_after_a_crash_ends_on_a_known_good_version(
 
     again = await UpdateManager(world.manager.deps, FakeRegistry(VERSIONS)).startup()
     assert again is None  # recovery is idempotent: nothing left to do
+    world.manager = restarted  # the dead process's manager refuses: its run never ended there
     assert (await world.update("1.1.0")).result is Stage.COMPLETED
 
 

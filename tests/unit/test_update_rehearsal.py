@@ -39,7 +39,9 @@ async def test_the_rehearsal_runs_in_the_sandbox_and_removes_it(tmp_path: Path) 
     record = await world.update("1.1.0")
     assert record.result is Stage.COMPLETED, record.error
     assert world.snapshots.created[0] == (SnapshotReason.REHEARSAL, record.update_id)
-    rehearsal_dump = sorted(world.snapshots.manifests)[0]
+    (rehearsal_dump,) = [
+        m.id for m in world.snapshots.manifests.values() if m.reason == SnapshotReason.REHEARSAL
+    ]
     ((restored, server),) = world.snapshots.sandbox_restores
     assert restored == rehearsal_dump
     assert server.startswith("s")  # the sandbox server, never a stack container

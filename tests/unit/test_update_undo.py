@@ -21,6 +21,7 @@ from supervisor.exceptions import (
     NotAcknowledgeable,
     SnapshotCorrupt,
     StateError,
+    UpdateRunning,
 )
 from supervisor.update.events import EventLog
 from supervisor.update.manager import UpdateManager
@@ -98,6 +99,7 @@ async def test_a_crash_inside_the_rollback_resumes_it_without_a_second_dump(
     assert kept_id is not None
     assert world.snapshots.manifests[kept_id].reason == "pre-rollback"
     assert world.snapshots.restored == [recovered.snapshot_id]  # restored once
+    assert world.snapshots.influx_restored[-1] is True  # verified dump: everything back
     replaced = replaced_database_name(FAKE_DATABASE, started.update_id)
     assert world.snapshots.dropped_kept == [replaced]  # dropped once, after it was dumped
     assert world.snapshots.kept == []
@@ -120,6 +122,9 @@ async def test_a_failed_pre_rollback_dump_keeps_the_replaced_database(stack: Wor
     assert record.rollback is not None
     assert record.rollback.pre_rollback == "failed"
     assert any(replaced in w for w in record.warnings)
+    # InfluxDB cannot be renamed aside: without the dump it keeps the new points.
+    assert world.snapshots.influx_restored == [False]
+    assert any("InfluxDB was not restored" in w for w in record.warnings)
     _assert_old_version_back(world)
 
 
@@ -276,6 +281,84 @@ async def test_recovery_waits_out_a_stop_left_in_flight(tmp_path: Path) -> None:
     assert recovered.update_id == started.update_id
     assert recovered.result is Stage.FAILED, recovered.error
     _assert_old_version_back(world)
-    assert ("stale_stop_landed", "app") not in world.engine.calls or all(
-        c.running for c in world.engine.by_service("app")
-    )
+    # Recovery settled the stop before starting: it never landed on a started container
+    # (without that, the fake lets it land after the start, and a retry hides it).
+    landed = [c for c in world.engine.calls if c[0] == "stale_stop_landed"]
+    assert landed == []
+    assert not any("attempt 2" in line for line in recovered.log_tail)
+
+
+@pytest.mark.parametrize("operation", ["create", "restore"])
+async def test_a_crash_after_the_effect_but_before_its_journal_entry(
+    tmp_path: Path, operation: str
+) -> None:
+    """The two riskiest windows: the pre-rollback dump committed but not yet journaled
+    (it must be adopted, not taken again over restored data), and the restore swapped
+    but ``restored`` not yet journaled (it must not restore again)."""
+    world = make_world(tmp_path)
+    world.engine.unhealthy_versions.add("1.3.0")
+    original = getattr(world.snapshots, operation)
+    effect_done = asyncio.Event()
+
+    async def effect_then_die(*args: object, **kwargs: object) -> object:
+        result = await original(*args, **kwargs)
+        if operation == "restore" or args[0] == "pre-rollback":
+            effect_done.set()
+            await asyncio.Event().wait()  # killed here, after the effect
+        return result
+
+    setattr(world.snapshots, operation, effect_then_die)
+    started = await world.manager.start(StartRequest(target_version="1.3.0"))
+    await asyncio.wait_for(effect_done.wait(), 5)
+    await world.manager.shutdown()
+    setattr(world.snapshots, operation, original)
+
+    recovered = await _restart(world)
+    assert recovered.update_id == started.update_id
+    assert recovered.result is Stage.ROLLED_BACK, recovered.error
+    pre = [c for c in world.snapshots.created if c[0] == "pre-rollback"]
+    assert len(pre) == 1, "the pre-rollback dump was taken again"
+    assert recovered.pre_rollback_snapshot_id in world.snapshots.manifests
+    assert world.snapshots.restored == [recovered.snapshot_id]  # one real restore
+    assert world.snapshots.dropped_kept == [
+        replaced_database_name(FAKE_DATABASE, started.update_id)
+    ]
+    _assert_old_version_back(world)
+
+
+async def test_an_undo_that_fails_ends_needs_intervention(stack: World) -> None:
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.engine.fail["ensure_stopped"] = EngineError("engine gone mid-rollback")
+    world.engine.fail["restore_retained"] = EngineError("engine gone mid-rollback")
+    record = await world.update("1.3.0")
+    assert record.result is Stage.NEEDS_INTERVENTION
+    assert world.state.read_current().state is Stage.NEEDS_INTERVENTION  # type: ignore[union-attr]
+    with pytest.raises(InterventionRequired):
+        await world.manager.start(StartRequest(target_version="1.1.0"))
+
+
+async def test_a_run_whose_end_cannot_be_journaled_keeps_refusing_starts(stack: World) -> None:
+    """The state disk fails under the undo: nothing on disk says the run ended, so this
+    process must not start another over it (a restart's recovery takes it from there)."""
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    real_write = world.state.write_current
+
+    def write_current(record: RunRecord) -> None:
+        if record.state is not Stage.PREFLIGHT and record.state not in FORWARD:
+            raise OSError(28, "No space left on device")
+        real_write(record)
+
+    world.state.write_current = write_current  # type: ignore[method-assign]
+    started = await world.manager.start(StartRequest(target_version="1.3.0"))
+    await world.manager.wait(started.update_id)
+    on_disk = world.state.read_current()
+    assert on_disk is not None
+    assert not on_disk.state.finished
+    with pytest.raises(UpdateRunning):
+        await world.manager.start(StartRequest(target_version="1.1.0"))
+    world.state.write_current = real_write  # type: ignore[method-assign]
+    recovered = await _restart(world)
+    assert recovered.result is Stage.ROLLED_BACK
+    _assert_old_version_back(world)
