@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 .PHONY: test test-unit lint demo stack-up stack-down env images down format
 
 # `scripts/testenv test`: unit tests, then the real-engine tests in STACKSUP_TEST_WORKERS
-# parallel workers (default 3), then the ones marked engine_exclusive alone.
+# parallel workers (default 4), then the ones marked engine_exclusive alone.
 test: lint       ## quality gates, then everything against the real engine/registry/databases
 	scripts/testenv test
 

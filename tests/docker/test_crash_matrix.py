@@ -82,9 +82,18 @@ def data_matches_version(project: ComposeProject, version: str) -> str:
     return f"{count} rows, schema {migrations}"
 
 
+_RNG = random.Random(SEED)
+ALL_CASES = [
+    *CASES,
+    *(("random", round(_RNG.uniform(0.5, 10.0), 2)) for _ in range(RANDOM_KILLS)),
+]
+CHUNKS = 3  # each chunk on its own stack, so the parallel suite is not waiting on one test
+
+
 @pytest.mark.timeout(1800)
+@pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_s4_kill_at_every_stage_ends_on_a_good_version(
-    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path, chunk: int
 ) -> None:
     rows: list[str] = []
     with compose_stack("1.0.0") as project:
@@ -94,10 +103,8 @@ def test_s4_kill_at_every_stage_ends_on_a_good_version(
         env = sidecar_env(project, docker_proxy_url, tmp_path)
         state_dir = Path(env["SUPERVISOR_STATE_DIR"])
         with sidecar_process(env, tmp_path / "sidecar.log") as sidecar:
-            rng = random.Random(SEED)
             print(f"crash seed {SEED}")
-            randoms = [("random", round(rng.uniform(0.5, 10.0), 2)) for _ in range(RANDOM_KILLS)]
-            for stage, delay in [*CASES, *randoms]:
+            for stage, delay in ALL_CASES[chunk::CHUNKS]:
                 # Boundaries of stages that take milliseconds are held open for the kill.
                 hold = stage != "random" and delay == 0
                 sidecar.env["STACKSUP_FAULT_HOLD"] = f"{stage}:30" if hold else ""
@@ -137,8 +144,9 @@ def test_s4_kill_at_every_stage_ends_on_a_good_version(
                 )
                 sidecar.kill()
     ARTIFACT.parent.mkdir(exist_ok=True)
-    ARTIFACT.write_text(
+    artifact = ARTIFACT.with_name(f"crash-matrix-{chunk}.md")
+    artifact.write_text(
         "| killed in | when | journal at kill | update | end state | running | database |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
-    print(ARTIFACT.read_text())
+    print(artifact.read_text())

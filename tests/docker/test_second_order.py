@@ -225,7 +225,7 @@ def test_kill_inside_rollback_resumes_it(
                 assert not replaced_databases(project), replaced_databases(project)
                 assert_listed_artifacts_exist(record, sc, project)
                 rows.append(
-                    f"| {name} | {json.dumps(at_kill, sort_keys=True)[:80]} | {record['state']} "
+                    f"| {name} | {_journal_summary(at_kill)} | {record['state']} "
                     f"| 1.0.0 | {before[0]} rows, checksum equal | {len(pre)} |"
                 )
                 sc.kill()
@@ -489,6 +489,15 @@ def test_damaged_state_files_do_not_stop_the_sidecar(
         assert snapshot.exists()  # kept for the operator, not deleted
     _artifact("damaged state files at start", "| history | manifest | endpoints |",
               ["| torn line skipped | undecodable, kept | 200 |"])  # fmt: skip
+
+
+def _journal_summary(journal: dict[str, Any]) -> str:
+    """The rollback journal's steps at the moment of the kill, in one cell."""
+    return (
+        f"dump {journal.get('pre_rollback')}, restore "
+        f"{'done' if journal.get('restored') else 'started' if journal.get('restore_started') else 'not started'}, "
+        f"{len(journal.get('put_back') or [])} put back"
+    )
 
 
 def _artifact(title: str, header: str, rows: list[str]) -> None:
