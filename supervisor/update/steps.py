@@ -101,8 +101,8 @@ _EXITS: dict[Zone, frozenset[Stage]] = {
 
 def allowed(current: Stage | None, target: Stage) -> bool:
     """May a run in ``current`` (None: not started) enter ``target``?"""
-    if current is None:
-        return target is FORWARD[0]
+    if current is None:  # journaled by start, killed before its first stage began
+        return target is FORWARD[0] or target in _EXITS[Zone.UNTOUCHED]
     spec = STEPS[current]
     if target in _EXITS[spec.zone]:
         return True

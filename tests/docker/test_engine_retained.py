@@ -113,7 +113,8 @@ async def test_restore_recreates_an_old_container_removed_by_hand_without_pullin
         since = time.time()
         restored = await engine.restore_retained(retained)
         assert restored.id != old_id
-        assert pull_events_since(since) == []
+        old_digest = intent.old_image.rsplit("@", 1)[-1]
+        assert pull_events_since(since, old_digest) == []
         await engine.wait_healthy(restored.id, timeout=60)
         _same_container_config(old, inspect("container", restored.id))
         assert _version_seen_by_alias(project) == "1.0.0"

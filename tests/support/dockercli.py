@@ -92,13 +92,17 @@ def service_containers(project: str, service: str, all_states: bool = False) -> 
     return docker(*args).split()
 
 
-def pull_events_since(since: float) -> list[str]:
-    """References the engine pulled since ``since`` (a Unix time): proof of "no re-pull"."""
+def pull_events_since(since: float, matching: str = "") -> list[str]:
+    """References the engine pulled since ``since`` (a Unix time): proof of "no re-pull".
+
+    The engine's events are engine-wide and tests run in parallel: ``matching`` (a digest
+    or repository) keeps only this test's own images.
+    """
     out = docker(
         "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
         "--filter", "type=image", "--filter", "event=pull", "--format", "{{.Actor.ID}}",
     )  # fmt: skip
-    return out.split()
+    return [ref for ref in out.split() if matching in ref]
 
 
 def remove_leftovers() -> list[str]:

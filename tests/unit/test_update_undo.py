@@ -362,3 +362,13 @@ async def test_a_run_whose_end_cannot_be_journaled_keeps_refusing_starts(stack: 
     recovered = await _restart(world)
     assert recovered.result is Stage.ROLLED_BACK
     _assert_old_version_back(world)
+
+
+async def test_a_crash_between_start_and_the_first_stage_ends_failed(stack: World) -> None:
+    """Found by a random kill: the journal written by ``start`` has no stage yet."""
+    world = stack
+    world.manager.deps.state.write_current(RunRecord(update_id="0123456789ab"))
+    recovered = await _restart(world)
+    assert recovered.result is Stage.FAILED, recovered.error
+    assert world.state.read_current().state is Stage.FAILED  # type: ignore[union-attr]
+    _assert_old_version_back(world)
