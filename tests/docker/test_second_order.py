@@ -156,6 +156,21 @@ def running_sidecar(
         yield sidecar
 
 
+@contextmanager
+def held_update(
+    project: ComposeProject, proxy_url: str, workdir: Path, target: str, hold: str
+) -> Iterator[tuple[Sidecar, str]]:
+    """A sidecar (no rehearsal) updating to ``target``, held at ``hold`` for 6 s: the test
+    does its damage inside the hold, then waits for the end."""
+    with running_sidecar(
+        project, proxy_url, workdir, STACKSUP_FAULT_HOLD=f"{hold}:6", SUPERVISOR_REHEARSE="false"
+    ) as sc:
+        sc.start()
+        update_id = start(sc, target)
+        wait_for(lambda: log_has(sc, f"holding {hold}"), f"the {hold} hold")
+        yield sc, update_id
+
+
 def start(sidecar: Sidecar, target: str, force: bool = False) -> str:
     started = sidecar.call(
         "POST", "/admin/update/start", {"target_version": target, "force": force}
@@ -310,13 +325,11 @@ def test_corrupt_snapshot_is_not_restored_and_blocks_until_acknowledged(
 ) -> None:
     with compose_stack("1.0.0") as project:
         seed_rows(project)
-        with running_sidecar(
-            project, docker_proxy_url, tmp_path, STACKSUP_FAULT_HOLD="migrate:6",
-            SUPERVISOR_REHEARSE="false",
-        ) as sc:  # fmt: skip
-            sc.start()
-            update_id = start(sc, "1.2.0")  # its migration fails half-way
-            wait_for(lambda: log_has(sc, "holding migrate"), "the migrate hold")
+        # 1.2.0's migration fails half-way
+        with held_update(project, docker_proxy_url, tmp_path, "1.2.0", "migrate") as (
+            sc,
+            update_id,
+        ):
             snapshot_id = journal(Path(sc.env["SUPERVISOR_STATE_DIR"]))["snapshot_id"]
             dump = next((tmp_path / "backups" / snapshot_id).glob("*.dump"))
             data = bytearray(dump.read_bytes())
@@ -361,13 +374,10 @@ def test_retained_containers_removed_by_hand_are_recreated(
     with compose_stack("1.0.0") as project:
         seed_rows(project)
         before = items_state(project)
-        with running_sidecar(
-            project, docker_proxy_url, tmp_path, STACKSUP_FAULT_HOLD="healthcheck:6",
-            SUPERVISOR_REHEARSE="false",
-        ) as sc:  # fmt: skip
-            sc.start()
-            update_id = start(sc, "1.3.0")
-            wait_for(lambda: log_has(sc, "holding healthcheck"), "the healthcheck hold")
+        with held_update(project, docker_proxy_url, tmp_path, "1.3.0", "healthcheck") as (
+            sc,
+            update_id,
+        ):
             old = [n for n in docker("ps", "-a", "--format", "{{.Names}}").split()
                    if n.startswith(project.name) and ".old-" in n]  # fmt: skip
             assert len(old) == 2, old
