@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.api.badge import badge_of
 from supervisor.exceptions import (
     DiskFull,
     EngineError,
@@ -30,6 +31,7 @@ from supervisor.update.rollback import replaced_database_name
 from supervisor.update.run import StackLayout, UpdateRun
 from supervisor.update.stages import Stage
 from supervisor.update.steps import FORWARD, STEPS, allowed
+from supervisor.update.summary import run_summary
 from tests.support.fakes import FAKE_DATABASE, FakeRegistry
 from tests.unit.test_update_run import VERSIONS, World, make_world
 
@@ -193,7 +195,14 @@ async def test_an_unusable_snapshot_is_never_restored_and_blocks_until_acknowled
     with pytest.raises(InterventionRequired):  # also after a restart
         await restarted.start(StartRequest(target_version="1.1.0"))
 
+    blocked = run_summary(world.manager).blocked  # /admin/version and the badge
+    assert blocked is not None
+    assert blocked.update_id == started.update_id
+    assert badge_of(run_summary(world.manager)).message.endswith("until acknowledged")
+
     acked = await world.manager.acknowledge(started.update_id, "alice", "restored by hand")
+    assert run_summary(world.manager).blocked is None
+    assert badge_of(run_summary(world.manager)).message.endswith("(acknowledged)")
     assert acked.acknowledged is not None
     assert acked.acknowledged.by == "alice"
     history = world.state.history()
