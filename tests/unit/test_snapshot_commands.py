@@ -77,7 +77,8 @@ def test_derived_names_fit_postgres_identifiers() -> None:
 
 
 def test_kept_names_are_recognised_and_nothing_else() -> None:
-    assert pg.kept_database_name("appdb", "20250101T000000Z_ab") == "appdb__old_20250101T000000Z_ab"
+    # the rollback keeps under the run id (12 hex), as UpdateRun does
+    assert pg.kept_database_name("appdb", "0123456789ab") == "appdb__old_0123456789ab"
     assert pg.is_kept_name("appdb", "appdb__old_run-1")
     assert pg.is_kept_name("appdb", "appdb__old_0123abcd")  # a plain restore's own name
     long = pg.kept_database_name("d" * 63, "r" * 40)
