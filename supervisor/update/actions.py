@@ -18,12 +18,10 @@ from supervisor.exceptions import EngineError, MigrationFailed, SignatureRefused
 from supervisor.signatures.models import Policy
 from supervisor.snapshots.const import SnapshotReason
 from supervisor.update.models import RetainedRecord
+from supervisor.update.stages import Stage
 
 if TYPE_CHECKING:
     from supervisor.update.run import UpdateRun
-
-# Progress bar span of the pull stage (its own start to verify's start).
-PULL_SPAN = (5, 30)
 
 
 async def preflight(run: UpdateRun) -> None:
@@ -41,7 +39,7 @@ async def preflight(run: UpdateRun) -> None:
 
 async def pull(run: UpdateRun) -> None:
     digests = sorted({t.target_digest for t in run.record.services.values() if t.target_digest})
-    start, end = PULL_SPAN
+    start, end = run.progress_span(Stage.PULL)
     span = (end - start) / max(1, len(digests))
     for index, digest in enumerate(digests):
         run.checkpoint()

@@ -42,7 +42,7 @@ from supervisor.update.release import (
     parse_version,
     unknown_current_version,
 )
-from supervisor.update.run import RunDeps, UpdateRun
+from supervisor.update.run import RunDeps, UpdateRun, result_payload
 from supervisor.update.stack import StackView, inspect_stack
 from supervisor.update.stages import Stage
 
@@ -284,8 +284,6 @@ class UpdateManager:
         record = self.status(update_id)
         active = self._runs.get(record.update_id)
         if active is None:  # a run from before this process: its log from state/events/
-            from supervisor.update.run import result_payload
-
             log = replay(self._event_path(record.update_id), record, result_payload(record))
             active = _Active(record, log)
         async for event in active.events.follow(after):

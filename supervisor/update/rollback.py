@@ -42,17 +42,12 @@ from supervisor.exceptions import (
 from supervisor.snapshots.const import SnapshotReason
 from supervisor.snapshots.pg_commands import kept_database_name
 from supervisor.update.completion import write_pins
+from supervisor.update.faults import fault_point
 from supervisor.update.models import RollbackJournal, RunError
 from supervisor.update.stages import Stage
 
 if TYPE_CHECKING:
     from supervisor.update.run import UpdateRun
-
-
-async def fault_point(name: str) -> None:
-    from supervisor.update.run import fault_point as hold
-
-    await hold(name)
 
 
 _LOGGER = logging.getLogger(__name__)
@@ -101,16 +96,13 @@ async def remove_one_shots(run: UpdateRun) -> None:
 
 
 async def drop_scratch(run: UpdateRun) -> None:
-    """The rehearsal's sandbox (throwaway server and network), found by the run's label."""
+    """The rehearsal's sandbox; leftovers are reported, never a reason to stop the undo."""
+    from supervisor.update.rehearsal import remove_rehearsal_leftovers
+
     try:
-        removed = await run.deps.engine.remove_sandboxes(
-            run.settings.compose_project, run.record.update_id
-        )
-    except Exception as err:  # leftovers are reported, never a reason to stop the undo
+        await remove_rehearsal_leftovers(run)
+    except Exception as err:
         run.log(f"rehearsal sandbox not removed: {err}")
-        return
-    if removed:
-        run.log(f"removed the rehearsal sandbox: {', '.join(removed)}")
 
 
 # --- stopped: services down, data unchanged ---------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,17 +29,13 @@ from supervisor.snapshots.protocol import SnapshotProgress
 from supervisor.statedir import StateStore
 from supervisor.update import actions
 from supervisor.update.events import EventLog
+from supervisor.update.faults import fault_point
 from supervisor.update.models import RunError, RunRecord, StageTiming, utcnow
 from supervisor.update.ports import Prober, SignatureVerifier, Snapshots
 from supervisor.update.stages import Stage
 from supervisor.update.steps import FORWARD, STEPS, allowed, next_forward
 
 _LOGGER = logging.getLogger(__name__)
-
-# Kept importable from here for callers of the earlier layout.
-gather_first_error = actions.gather_first_error
-from_record = actions.from_record
-to_record = actions.to_record
 
 
 class RunCancelled(Exception):
@@ -119,7 +114,7 @@ class UpdateRun:
         await self.save()
         self.events.emit("phase", {"state": stage.value, "message": self.record.phase})
         self.events.emit("progress", {"state": stage.value, "progress": self.record.progress})
-        await _fault_hold(stage)
+        await fault_point(stage.value)
 
     def progress(self, percent: float) -> None:
         self.record.progress = int(percent)
@@ -140,6 +135,11 @@ class UpdateRun:
                 "bytes_total": update.bytes_total,
             },
         )
+
+    def progress_span(self, stage: Stage) -> tuple[int, int]:
+        """Where ``stage`` starts and the next forward stage starts on the 0-100 bar."""
+        following = FORWARD[FORWARD.index(stage) + 1]
+        return STEPS[stage].progress, STEPS[following].progress
 
     def checkpoint(self) -> None:
         if self.record.cancel_requested:
@@ -267,25 +267,3 @@ def result_payload(record: RunRecord) -> dict[str, object]:
         "target_version": record.target_version,
         "error": record.error.model_dump(mode="json") if record.error else None,
     }
-
-
-async def _fault_hold(stage: Stage) -> None:
-    await fault_point(stage.value)
-
-
-async def fault_point(name: str) -> None:
-    """Fault injection for the crash tests: pause at a named point after it is journaled.
-
-    ``STACKSUP_FAULT_HOLD=<point>:<seconds>`` (outside the ``SUPERVISOR_``
-    settings on purpose) lets the real-engine crash tests kill the process at
-    an exact point even when the work around it takes milliseconds: every
-    stage boundary (``backup``) and the steps inside the rollback
-    (``rollback.pre-rollback-taken`` …, see :mod:`supervisor.update.rollback`).
-    Unset in production: a no-op.
-    """
-    hold = os.environ.get("STACKSUP_FAULT_HOLD")
-    if hold:
-        point, _, seconds = hold.rpartition(":")
-        if point == name:
-            _LOGGER.warning("fault injection: holding %s for %s s", name, seconds)
-            await asyncio.sleep(float(seconds or 5))

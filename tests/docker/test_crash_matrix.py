@@ -11,24 +11,20 @@ before it serves.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from tests.support.compose import ComposeProject
+from tests.support.scenarios import ROWS, StackFactory, journal, seed_rows
 from tests.support.sidecar import app_version, stack_postgres
 from tests.support.sidecar_process import sidecar_env, sidecar_process
 from tests.support.testenv import ROOT
 
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 ARTIFACT = ROOT / "test-artifacts" / "crash-matrix.md"
-ROWS = 20000
 
 # Kills at random moments with no hold at all (seeded; the seed is printed and can be
 # replayed with STACKSUP_CRASH_SEED): inside stages and inside engine calls.
@@ -55,10 +51,8 @@ CASES = [
 
 
 def journal_state(state_dir: Path) -> str | None:
-    try:
-        return str(json.loads((state_dir / "current-run.json").read_text())["state"])
-    except (OSError, ValueError, KeyError):
-        return None
+    state = journal(state_dir).get("state")
+    return str(state) if state is not None else None
 
 
 def data_matches_version(project: ComposeProject, version: str) -> str:
@@ -97,9 +91,7 @@ def test_s4_kill_at_every_stage_ends_on_a_good_version(
 ) -> None:
     rows: list[str] = []
     with compose_stack("1.0.0") as project:
-        stack_postgres(project).psql(
-            f"INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, {ROWS}) g"  # noqa: S608
-        )
+        seed_rows(project)
         env = sidecar_env(project, docker_proxy_url, tmp_path)
         state_dir = Path(env["SUPERVISOR_STATE_DIR"])
         with sidecar_process(env, tmp_path / "sidecar.log") as sidecar:

@@ -10,7 +10,6 @@ lists exists. Kills are ``SIGKILL`` at named points inside the rollback (held op
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -18,165 +17,34 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.compose import ComposeProject
 from tests.support.dockercli import docker
 from tests.support.pg_state import databases
+from tests.support.scenarios import (
+    ROWS,
+    StackFactory,
+    assert_listed_artifacts_exist,
+    held_update,
+    items_state,
+    journal,
+    replaced_databases,
+    running_sidecar,
+    seed_rows,
+    snapshots_of,
+    start,
+    wait_end,
+    wait_for,
+    write_artifact,
+)
 from tests.support.sidecar import app_version, stack_postgres
-from tests.support.sidecar_process import TOKEN, Sidecar, sidecar_env, sidecar_process
-from tests.support.testenv import ROOT
 
 pytestmark = pytest.mark.docker
-
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
-ARTIFACT = ROOT / "test-artifacts" / "second-order.md"
-ROWS = 20000
-ENDED = ("completed", "failed", "rolled_back", "cancelled", "needs_intervention")
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def journal(state_dir: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads((state_dir / "current-run.json").read_text())
-        return data
-    except (OSError, ValueError):
-        return {}
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def log_has(sidecar: Sidecar, text: str, since: int = 0) -> bool:
-    """``text`` in the sidecar's log after byte ``since`` (see :func:`log_mark`)."""
-    try:
-        with sidecar.log.open("rb") as log:
-            log.seek(since)
-            return text.encode() in log.read()
-    except OSError:
-        return False
-
-
-def log_mark(sidecar: Sidecar) -> int:
-    """The log's size now: later lines are the next case's."""
-    try:
-        return sidecar.log.stat().st_size
-    except OSError:
-        return 0
-
-
-def wait_end(sidecar: Sidecar, update_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record: dict[str, Any] = sidecar.call("GET", f"/admin/update/status?update_id={update_id}")
-        if record["state"] in ENDED:
-            return record
-        time.sleep(0.3)
-    raise AssertionError(f"run {update_id} did not end")
-
-
-def call_status(sidecar: Sidecar, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """Like Sidecar.call, but the real status comes back with the body, errors included."""
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{sidecar.port}{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
-def seed_rows(project: ComposeProject) -> None:
-    stack_postgres(project).psql(
-        f"INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, {ROWS}) g"  # noqa: S608
-    )
-
-
-def items_state(project: ComposeProject) -> tuple[str, str, str]:
-    """(row count, content checksum, applied migrations), measured outside the product."""
-    pg = stack_postgres(project)
-    count = pg.psql("SELECT count(*) FROM items")
-    checksum = pg.psql("SELECT md5(string_agg(id || ':' || name, ',' ORDER BY id)) FROM items")
-    migrations = pg.psql("SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations")
-    return count, checksum, migrations
-
-
-def snapshots_of(sidecar: Sidecar, update_id: str) -> list[dict[str, Any]]:
-    listed = sidecar.call("GET", "/admin/snapshots")
-    items = listed["snapshots"] if isinstance(listed, dict) else listed
-    return [s for s in items if s.get("run_id") == update_id]
-
-
-def replaced_databases(project: ComposeProject) -> list[str]:
-    return [d for d in databases(stack_postgres(project)) if "replaced" in d or "__old_" in d]
-
-
-def assert_listed_artifacts_exist(
-    record: dict[str, Any], sidecar: Sidecar, project: ComposeProject
-) -> None:
-    """Every artifact the record lists is really there."""
-    names = set(docker("ps", "-a", "--format", "{{.Names}}").split())
-    listed = {s["id"] for s in sidecar.call("GET", "/admin/snapshots")["snapshots"]}
-    for artifact in record.get("kept", []):
-        if artifact.startswith(("pre-update snapshot", "pre-rollback dump")):
-            assert artifact.split()[2] in listed, artifact
-        elif artifact.startswith("old container") and "gone" not in artifact:
-            assert artifact.split()[2] in names, artifact
-        elif artifact.startswith("database"):
-            assert artifact.split()[1] in databases(stack_postgres(project)), artifact
-
-
-@contextmanager
-def running_sidecar(
-    project: ComposeProject, proxy_url: str, workdir: Path, **overrides: str
-) -> Iterator[Sidecar]:
-    env = sidecar_env(project, proxy_url, workdir)
-    env.update({"SUPERVISOR_HEALTH_TIMEOUT": "30", **overrides})
-    with sidecar_process(env, workdir / "sidecar.log") as sidecar:
-        yield sidecar
-
-
-@contextmanager
-def held_update(
-    project: ComposeProject, proxy_url: str, workdir: Path, target: str, hold: str
-) -> Iterator[tuple[Sidecar, str]]:
-    """A sidecar (no rehearsal) updating to ``target``, held at ``hold`` for 6 s: the test
-    does its damage inside the hold, then waits for the end."""
-    with running_sidecar(
-        project, proxy_url, workdir, STACKSUP_FAULT_HOLD=f"{hold}:6", SUPERVISOR_REHEARSE="false"
-    ) as sc:
-        sc.start()
-        update_id = start(sc, target)
-        wait_for(lambda: log_has(sc, f"holding {hold}"), f"the {hold} hold")
-        yield sc, update_id
-
-
-def start(sidecar: Sidecar, target: str, force: bool = False) -> str:
-    started = sidecar.call(
-        "POST", "/admin/update/start", {"target_version": target, "force": force}
-    )
-    return str(started["update_id"])
-
 
 # --- 1. kill -9 inside the rollback ---------------------------------------------------------
 
@@ -209,14 +77,14 @@ def test_kill_inside_rollback_resumes_it(
             for name, how, delay in cases:
                 kind, _, point = how.partition(":")
                 sc.env["STACKSUP_FAULT_HOLD"] = f"{point}:60" if kind == "hold" else ""
-                mark = log_mark(sc)
+                mark = sc.log_mark()
                 sc.start()
                 update_id = start(sc, "1.3.0")  # never healthy: the run rolls back
                 wait_for(lambda: journal(state_dir).get("state") == "rollback", "rollback")
                 if kind == "hold":
-                    wait_for(lambda p=point, m=mark: log_has(sc, f"holding {p}", m), point)
+                    wait_for(lambda p=point, m=mark: sc.log_has(f"holding {p}", m), point)
                 elif kind == "log":
-                    wait_for(lambda p=point, m=mark: log_has(sc, p, m), point)
+                    wait_for(lambda p=point, m=mark: sc.log_has(p, m), point)
                 time.sleep(delay)
                 at_kill_state = journal(state_dir).get("state")
                 at_kill = journal(state_dir).get("rollback") or {}
@@ -244,7 +112,7 @@ def test_kill_inside_rollback_resumes_it(
                     f"| 1.0.0 | {before[0]} rows, checksum equal | {len(pre)} |"
                 )
                 sc.kill()
-    _artifact(
+    write_artifact(
         f"kill -9 inside rollback (seed {seed})",
         "| killed | rollback journal at kill | end | running | data | pre-rollback dumps |",
         rows,
@@ -312,7 +180,7 @@ def test_backups_disk_full_mid_dump_fails_at_backup(
             assert snapshots_of(sc, update_id) == []
             leftovers = [p.name for p in backups.iterdir() if p.name != "filler"]
             assert leftovers == [], leftovers
-    _artifact("backups disk full mid-dump", "| end | stage | error | running | data | partial snapshots |",
+    write_artifact("backups disk full mid-dump", "| end | stage | error | running | data | partial snapshots |",
               ["| failed | backup | disk_full | 1.0.0 (same container) | equal | none |"])  # fmt: skip
 
 
@@ -343,23 +211,21 @@ def test_corrupt_snapshot_is_not_restored_and_blocks_until_acknowledged(
             assert_listed_artifacts_exist(record, sc, project)
             assert any(k.startswith("pre-update snapshot") for k in record["kept"])
 
-            status, body = call_status(
-                sc, "POST", "/admin/update/start", {"target_version": "1.1.0"}
-            )
+            status, body = sc.request("POST", "/admin/update/start", {"target_version": "1.1.0"})
             assert status == 409
             assert body["error_key"] == "needs_intervention"
             assert update_id in body["message"]
-            status, body = call_status(sc, "POST", "/admin/update/acknowledge",
+            status, body = sc.request("POST", "/admin/update/acknowledge",
                                        {"update_id": update_id, "note": "restored by hand"})  # fmt: skip
             assert status == 200, body
             assert body["acknowledged"]["note"] == "restored by hand"
             history = sc.call("GET", "/admin/update/history")["runs"]
             assert history[0]["acknowledged"] is not None
-            status, body = call_status(sc, "POST", "/admin/update/acknowledge",
+            status, body = sc.request("POST", "/admin/update/acknowledge",
                                        {"update_id": update_id})  # fmt: skip
             assert status == 409
             assert body["error_key"] == "not_acknowledgeable"
-    _artifact("corrupt pre-update snapshot, failed migration",
+    write_artifact("corrupt pre-update snapshot, failed migration",
               "| end | restored? | start | acknowledge |",
               ["| needs_intervention | no (snapshot unusable) | 409 needs_intervention | 200, then 409 |"])  # fmt: skip
 
@@ -390,7 +256,7 @@ def test_retained_containers_removed_by_hand_are_recreated(
             assert version["current"]["app"]["tag"] == "1.0.0", version["current"]
             assert version["current"]["app"]["state"] == "running", version["current"]
             assert version["last_result"]["state"] == "rolled_back"
-    _artifact("retained containers removed by hand", "| end | running | data |",
+    write_artifact("retained containers removed by hand", "| end | running | data |",
               ["| rolled_back (recreated from the recorded spec) | 1.0.0 | equal |"])  # fmt: skip
 
 
@@ -409,16 +275,14 @@ def test_cancel_in_each_cancellable_stage(
         before = items_state(project)
         for stage in ("preflight", "pull", "verify", "rehearse"):
             sc.env["STACKSUP_FAULT_HOLD"] = f"{stage}:4"
-            mark = log_mark(sc)
+            mark = sc.log_mark()
             sc.start()
             update_id = start(sc, "1.1.0")
-            wait_for(lambda s=stage, m=mark: log_has(sc, f"holding {s}", m), stage)
-            status, body = call_status(
-                sc, "POST", "/admin/update/start", {"target_version": "1.1.0"}
-            )
+            wait_for(lambda s=stage, m=mark: sc.log_has(f"holding {s}", m), stage)
+            status, body = sc.request("POST", "/admin/update/start", {"target_version": "1.1.0"})
             assert status == 409, body
             assert body["error_key"] == "update_running", body
-            status, body = call_status(sc, "POST", "/admin/update/cancel", {"update_id": update_id})
+            status, body = sc.request("POST", "/admin/update/cancel", {"update_id": update_id})
             assert status == 202, body
             record = wait_end(sc, update_id)
             assert record["state"] == "cancelled", (stage, record)
@@ -426,7 +290,9 @@ def test_cancel_in_each_cancellable_stage(
             assert items_state(project) == before
             rows.append(f"| {stage} | 409 update_running | cancelled | 1.0.0 |")
             sc.stop()
-    _artifact("cancel in each cancellable stage", "| stage | second start | end | running |", rows)
+    write_artifact(
+        "cancel in each cancellable stage", "| stage | second start | end | running |", rows
+    )
 
 
 # --- 6. a CLI restore while the server recovers ---------------------------------------------
@@ -445,14 +311,14 @@ def test_cli_restore_is_refused_while_the_server_recovers(
             sc.env["STACKSUP_FAULT_HOLD"] = "rollback.swapped:60"
             sc.start()
             update_id = start(sc, "1.3.0")
-            wait_for(lambda: log_has(sc, "holding rollback.swapped"), "rollback hold")
+            wait_for(lambda: sc.log_has("holding rollback.swapped"), "rollback hold")
             sc.kill()
             snapshot_id = journal(Path(sc.env["SUPERVISOR_STATE_DIR"]))["snapshot_id"]
             # Recovery resumes the rollback and is held inside it while the CLI tries.
             sc.env["STACKSUP_FAULT_HOLD"] = "rollback.put-back:20"
             starter = threading.Thread(target=sc.start)
             starter.start()
-            wait_for(lambda: log_has(sc, "holding rollback.put-back"), "recovery hold")
+            wait_for(lambda: sc.log_has("holding rollback.put-back"), "recovery hold")
             dbs_before = databases(stack_postgres(project))
             cli = subprocess.run(
                 [sys.executable, "-m", "supervisor", "restore", snapshot_id, "--yes"],
@@ -465,7 +331,7 @@ def test_cli_restore_is_refused_while_the_server_recovers(
             record = wait_end(sc, update_id)
             assert record["state"] == "rolled_back", record.get("error")
             assert items_state(project) == before
-    _artifact("CLI restore while the server recovers", "| CLI exit | databases | end |",
+    write_artifact("CLI restore while the server recovers", "| CLI exit | databases | end |",
               ["| 3 (stack_busy) | unchanged | rolled_back |"])  # fmt: skip
 
 
@@ -489,15 +355,15 @@ def test_damaged_state_files_do_not_stop_the_sidecar(
             history.write('{"update_id": "torn", "sta')  # a torn append
         snapshot = next(p for p in (tmp_path / "backups").iterdir() if p.is_dir())
         (snapshot / "manifest.json").write_bytes(b"\x00\xff not json")
-        mark = log_mark(sc)
+        mark = sc.log_mark()
         sc.start()
         for path in ("/admin/version", "/admin/update/history", "/admin/snapshots",
                      "/admin/badge.json", f"/admin/update/status?update_id={update_id}"):  # fmt: skip
-            status, body = call_status(sc, "GET", path)
+            status, body = sc.request("GET", path)
             assert status == 200, (path, body)
-        assert log_has(sc, "history.jsonl", mark)
+        assert sc.log_has("history.jsonl", mark)
         assert snapshot.exists()  # kept for the operator, not deleted
-    _artifact("damaged state files at start", "| history | manifest | endpoints |",
+    write_artifact("damaged state files at start", "| history | manifest | endpoints |",
               ["| torn line skipped | undecodable, kept | 200 |"])  # fmt: skip
 
 
@@ -508,10 +374,3 @@ def _journal_summary(journal: dict[str, Any]) -> str:
         f"{'done' if journal.get('restored') else 'started' if journal.get('restore_started') else 'not started'}, "
         f"{len(journal.get('put_back') or [])} put back"
     )
-
-
-def _artifact(title: str, header: str, rows: list[str]) -> None:
-    ARTIFACT.parent.mkdir(exist_ok=True)
-    separator = "|" + "---|" * (header.count("|") - 1)
-    with ARTIFACT.open("a") as out:
-        out.write(f"\n### {title}\n\n{header}\n{separator}\n" + "\n".join(rows) + "\n")

@@ -37,20 +37,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SIDECAR_PROXY_GRANTS
-from tests.docker.test_second_order import (
-    ENDED,
-    StackFactory,
-    _artifact,
-    assert_listed_artifacts_exist,
-    items_state,
-    journal,
-    running_sidecar,
-    seed_rows,
-    snapshots_of,
-    start,
-    wait_end,
-    wait_for,
-)
 from tests.support.compose import ComposeProject, compose_project
 from tests.support.dockercli import docker, inspect, wait_healthy
 from tests.support.engine_faults import (
@@ -60,6 +46,20 @@ from tests.support.engine_faults import (
     publish_with_fresh_layer,
     restart_engine,
     wait_answers,
+)
+from tests.support.scenarios import (
+    ENDED,
+    StackFactory,
+    assert_listed_artifacts_exist,
+    items_state,
+    journal,
+    running_sidecar,
+    seed_rows,
+    snapshots_of,
+    start,
+    wait_end,
+    wait_for,
+    write_artifact,
 )
 from tests.support.sidecar import app_version
 from tests.support.sidecar_process import free_port
@@ -207,7 +207,7 @@ def test_registry_unreachable_mid_pull_fails_and_changes_nothing(
     finally:
         delete_repository(testenv.registry, repo)
     print(f"cut after {cut_bytes} bytes; the run ended failed {ended_after:.1f} s later")
-    _artifact(
+    write_artifact(
         "registry unreachable mid-pull",
         "| cut after | end | stage | error | ended after the cut | containers | data | pins |",
         [f"| {cut_bytes / 1e6:.1f} MB of {NOISE_BYTES / 1e6:.1f} MB | {record['state']} "
@@ -278,7 +278,7 @@ def test_health_flap_inside_the_stability_window_rolls_back(
             assert_listed_artifacts_exist(record, sc, project)
     print(f"unhealthy {unhealthy_after} s after the pause; 1.0.0 answered after "
           f"{answered_after:.1f} s; rolled_back after {ended_after:.1f} s")  # fmt: skip
-    _artifact(
+    write_artifact(
         "health flaps inside the stability window (20 s; app paused once healthy)",
         "| end | Docker says unhealthy | old version answers | run ended | data |",
         [f"| {record['state']} | {unhealthy_after or 0:.1f} s after the pause "
@@ -363,7 +363,7 @@ def test_engine_restart_during_healthcheck_ends_known_good(
           f"{restart.down_for:.1f} s; started by hand: {restart.restarted_by_hand}; run "
           f"ended {state} {ended_after:.1f} s after the engine was back; sidecar restarts "
           f"{restarts}")  # fmt: skip
-    _artifact(
+    write_artifact(
         "Docker engine restarted (SIGTERM, as systemctl restart) during healthcheck",
         "| engine down | end | running | data | sidecar restarts | ended after the engine was back |",
         [f"| {restart.down_for:.1f} s | {state} | {expected} | equal | {restarts} "

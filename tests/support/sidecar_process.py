@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,15 +63,42 @@ class Sidecar:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
+    def _request(self, method: str, path: str, body: Any) -> urllib.request.Request:
+        return urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}",
             method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The JSON body of a successful answer; an HTTP error raises."""
+        with urllib.request.urlopen(self._request(method, path, body), timeout=10) as response:
             return json.loads(response.read())
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The real status with the JSON body, error answers included."""
+        try:
+            with urllib.request.urlopen(self._request(method, path, body), timeout=10) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def log_mark(self) -> int:
+        """The log's size now: :meth:`log_has` with it sees only what comes later."""
+        try:
+            return self.log.stat().st_size
+        except OSError:
+            return 0
+
+    def log_has(self, text: str, since: int = 0) -> bool:
+        """``text`` in the log after byte ``since`` (the log is kept across restarts)."""
+        try:
+            with self.log.open("rb") as log:
+                log.seek(since)
+                return text.encode() in log.read()
+        except OSError:
+            return False
 
 
 @contextmanager

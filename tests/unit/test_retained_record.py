@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from supervisor.update.actions import from_record, to_record
 from supervisor.update.models import RetainedRecord, RunRecord
-from supervisor.update.run import from_record, to_record
 from tests.support.fakes import FakeEngine, image_of
 
 pytestmark = pytest.mark.unit
