@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from tests.support.compose import ComposeProject
+from tests.support.compose import StackFactory
 from tests.support.sidecar import app_version, stack_postgres
 from tests.support.sidecar_process import sidecar_env, sidecar_process
-
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 
 
 def cli(env: dict[str, str], *args: str) -> tuple[int, Any]:

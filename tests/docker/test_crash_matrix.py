@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.compose import ComposeProject
-from tests.support.scenarios import ROWS, StackFactory, journal, seed_rows
+from tests.support.compose import ComposeProject, StackFactory
+from tests.support.scenarios import ROWS, journal, seed_rows
 from tests.support.sidecar import app_version, stack_postgres
 from tests.support.sidecar_process import sidecar_env, sidecar_process
 from tests.support.testenv import ROOT

@@ -6,8 +6,7 @@ import asyncio
 import hashlib
 import secrets
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,11 @@ from supervisor.exceptions import (
     ProxyForbidden,
 )
 from tests.conftest import start_docker_proxy
-from tests.support.compose import ComposeProject
+from tests.support.compose import StackFactory
 from tests.support.databases import PostgresHandle
 from tests.support.dockercli import docker
 from tests.support.testenv import StackTestEnv
 
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 STREAM_BYTES = 128 * 1024 * 1024
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -23,7 +21,7 @@ from supervisor.engine.docker_engine import DockerEngine
 from supervisor.exceptions import EngineConflict, RetainedContainerLost
 from tests.docker.test_engine_converge import stop_in_background
 from tests.docker.test_engine_stack import _aliases, _version_seen_by_alias
-from tests.support.compose import ComposeProject
+from tests.support.compose import StackFactory
 from tests.support.dockercli import (
     docker,
     inspect,
@@ -32,7 +30,6 @@ from tests.support.dockercli import (
 )
 from tests.support.testenv import StackTestEnv
 
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 # Fields the engine assigns per container (or derives from them).
 _ASSIGNED = {"Id", "Created", "State", "ResolvConfPath", "HostnamePath", "HostsPath", "LogPath"}
 _ASSIGNED |= {"RestartCount", "GraphDriver", "NetworkSettings", "Config", "Mounts"}

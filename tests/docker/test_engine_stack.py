@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -13,11 +11,9 @@ import pytest
 from supervisor.const import RUN_LABEL, Role
 from supervisor.engine.docker_engine import DockerEngine
 from supervisor.exceptions import HealthCheckFailed
-from tests.support.compose import ComposeProject
+from tests.support.compose import ComposeProject, StackFactory
 from tests.support.dockercli import exec_in, inspect, pull_events_since
 from tests.support.testenv import StackTestEnv
-
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 
 
 async def test_discovers_services_roles_digests_and_health(

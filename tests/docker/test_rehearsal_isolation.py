@@ -18,8 +18,8 @@ import socket
 import socketserver
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ from supervisor.engine.sandbox import SANDBOX_LABEL, SANDBOX_PROJECT_LABEL
 from supervisor.services import Runtime
 from supervisor.update.models import RunRecord, StartRequest
 from supervisor.update.stages import Stage
-from tests.support.compose import ComposeProject
+from tests.support.compose import ComposeProject, StackFactory
 from tests.support.dockercli import docker, inspect
 from tests.support.pg_state import state
 from tests.support.sidecar import (
@@ -43,7 +43,6 @@ from tests.support.sidecar import (
 )
 from tests.support.testenv import StackTestEnv
 
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 ROWS = 5000
 SEED = f"INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, {ROWS}) g"  # noqa: S608 (a constant)
 

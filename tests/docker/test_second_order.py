@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.compose import StackFactory
 from tests.support.dockercli import docker
 from tests.support.pg_state import databases
 from tests.support.scenarios import (
     ROWS,
-    StackFactory,
     assert_listed_artifacts_exist,
     held_update,
     items_state,

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SIDECAR_PROXY_GRANTS
-from tests.support.compose import ComposeProject, compose_project
+from tests.support.compose import ComposeProject, StackFactory, compose_project
 from tests.support.dockercli import docker, inspect, wait_healthy
 from tests.support.engine_faults import (
     ThrottledProxy,
@@ -49,7 +49,6 @@ from tests.support.engine_faults import (
 )
 from tests.support.scenarios import (
     ENDED,
-    StackFactory,
     assert_listed_artifacts_exist,
     items_state,
     journal,

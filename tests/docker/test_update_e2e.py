@@ -7,13 +7,11 @@ crashing releases: each ends on a known-good version with the data intact.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from supervisor.update.models import StartRequest
 from supervisor.update.stages import Stage
-from tests.support.compose import ComposeProject
+from tests.support.compose import ComposeProject, StackFactory
 from tests.support.dockercli import docker, inspect, pull_events_since
 from tests.support.pg_state import state
 from tests.support.sidecar import (
@@ -26,7 +24,6 @@ from tests.support.sidecar import (
 )
 from tests.support.testenv import StackTestEnv
 
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 SEED = "INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 5000) g"
 
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -12,11 +10,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from supervisor.update.models import StartRequest
 from supervisor.update.stages import Stage
-from tests.support.compose import ComposeProject
+from tests.support.compose import StackFactory
 from tests.support.pg_state import state
 from tests.support.sidecar import app_version, sidecar, stack_postgres, stack_settings
-
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 
 
 def public_key_file(directory: Path) -> Path:

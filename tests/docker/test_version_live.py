@@ -9,18 +9,14 @@ After the run, a restarted sidecar replays the run's events with the same ids.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from supervisor.update.models import StartRequest
 from supervisor.update.stages import Stage
-from tests.support.compose import ComposeProject
+from tests.support.compose import StackFactory
 from tests.support.dockercli import docker
 from tests.support.sidecar import sidecar, stack_settings
-
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 
 
 async def test_version_answers_through_a_run_and_with_a_service_gone(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,10 @@ class ComposeProject:
     @property
     def postgres_password(self) -> str:
         return self.env["POSTGRES_PASSWORD"]
+
+
+# The ``compose_stack`` fixture: ``with compose_stack("1.0.0") as project:``.
+StackFactory = Callable[..., AbstractContextManager["ComposeProject"]]
 
 
 @contextmanager

@@ -16,8 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from supervisor.const import RUN_LABEL, Role
 from supervisor.engine.container_spec import RESTORED_FROM_LABEL
@@ -53,6 +52,7 @@ from supervisor.snapshots.models import (
     new_snapshot_id,
 )
 from supervisor.snapshots.protocol import SnapshotProgress, SnapshotProgressCallback
+from tests.support.inmemory import NothingToClose
 
 REPO = "reg.test/acme/app"
 FAKE_DATABASE = "appdb"  # the live database the fake snapshots were dumped from
@@ -408,7 +408,7 @@ class FakeEngine:
         return [sandbox.server_name, sandbox.network_name] if sandbox else []
 
 
-class FakeRegistry:
+class FakeRegistry(NothingToClose):
     def __init__(self, versions: Sequence[str]) -> None:
         self.tags = {v: digest_of(v) for v in versions}
         self.fail: dict[str, Exception] = {}  # operation → error to raise
@@ -442,20 +442,6 @@ class FakeRegistry:
     async def get_referrers(
         self, ref: ImageReference | str, digest: str, artifact_type: str | None = None
     ) -> list[dict[str, Any]] | None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from tests.support.sidecar import stack_postgres
 from tests.support.sidecar_process import Sidecar, sidecar_env, sidecar_process
 from tests.support.testenv import ROOT
 
-StackFactory = Callable[..., AbstractContextManager[ComposeProject]]
 ARTIFACT = ROOT / "test-artifacts" / "second-order.md"
 ROWS = 20000
 ENDED = ("completed", "failed", "rolled_back", "cancelled", "needs_intervention")

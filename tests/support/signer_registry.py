@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
@@ -27,6 +26,7 @@ from supervisor.registry.protocol import (
     compute_digest,
 )
 from tests.support.cosign_signer import Upload
+from tests.support.inmemory import NothingToClose
 
 
 @dataclass
@@ -101,7 +101,7 @@ Failure = Callable[[str, str], RegistryError | None]  # (method, reference) → 
 
 
 @dataclass
-class FakeRegistry:
+class FakeRegistry(NothingToClose):
     """An in-memory ``RegistryClient``; ``referrers_api`` False answers like distribution 2.8."""
 
     referrers_api: bool = False
@@ -196,17 +196,3 @@ class FakeRegistry:
                 found.append({"mediaType": media_type, "digest": manifest_digest,
                               "size": len(body), "artifactType": kind})  # fmt: skip
         return found
-
-    async def close(self) -> None:
-        return None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
