@@ -524,6 +524,21 @@ def check_directories(settings: Settings) -> None:
         raise ConfigError("\n".join(p.render() for p in problems))
 
 
+def not_acted_on(settings: Settings) -> list[str]:
+    """Settings this version accepts (so existing .env files keep loading) but does not act
+    on yet: unattended updates. ``serve`` logs each one, so nobody believes they work."""
+    ignored = []
+    if settings.auto_apply is not AutoApply.OFF:
+        ignored.append(f"SUPERVISOR_AUTO_APPLY={settings.auto_apply.value}")
+    if settings.maintenance_window is not None:
+        ignored.append("SUPERVISOR_MAINTENANCE_WINDOW")
+    return [
+        f"{name} is set but not acted on in this version: updates start only when an "
+        "operator asks (API or CLI); the periodic check only reports new releases"
+        for name in ignored
+    ]
+
+
 def check_files(settings: Settings) -> None:
     """Refuse to start when the configured public key or trust root cannot be read, rather than
     failing the first update that needs it."""

@@ -18,7 +18,7 @@ from contextlib import suppress
 from aiohttp import web
 
 from supervisor.api import create_app
-from supervisor.config import Settings, check_directories, check_files
+from supervisor.config import Settings, check_directories, check_files, not_acted_on
 from supervisor.exceptions import ConfigError
 from supervisor.statedir import warn_if_exposed
 
@@ -42,6 +42,8 @@ async def serve(ctx: CliContext) -> int:
     check_directories(settings)
     check_files(settings)
     warn_if_exposed([settings.state_dir, settings.backup_dir])  # logged, not refused
+    for warning in not_acted_on(settings):
+        _LOGGER.warning(warning)
     async with ctx.runtime(settings) as runtime:
         app = create_app(
             settings,

@@ -55,6 +55,7 @@ class InfluxSnapshots:
         token: str | None = None,
         org: str | None = None,
         timeout: float = 1800.0,
+        exec_timeout: float = 300.0,
     ) -> None:
         if version not in ("auto", "1", "2"):
             raise ValueError(f"InfluxDB version must be auto, 1 or 2, not {version!r}")
@@ -64,6 +65,7 @@ class InfluxSnapshots:
         self._token = token
         self.org = org
         self.timeout = timeout
+        self.exec_timeout = exec_timeout
         self._detected: tuple[int, str] | None = None
 
     async def detect(self, error: type[SnapshotError] = BackupFailed) -> tuple[int, str]:
@@ -82,7 +84,10 @@ class InfluxSnapshots:
 
             try:
                 await self.engine.exec(
-                    self.container_id, cmd.influxd_version(), stdout=collect, timeout=60
+                    self.container_id,
+                    cmd.influxd_version(),
+                    stdout=collect,
+                    timeout=self.exec_timeout,
                 )
                 major, text = cmd.parse_version(out.decode("utf-8", "replace"))
             except (CommandFailed, SnapshotError) as err:

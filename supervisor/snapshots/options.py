@@ -23,7 +23,8 @@ class SnapshotOptions:
     backup_dir: Path
     retention_keep: int = 5
     min_free_bytes_margin: int = 1 << 30
-    timeout: float = 1800.0
+    timeout: float = 1800.0  # a whole dump or restore (SUPERVISOR_BACKUP_TIMEOUT)
+    exec_timeout: float = 300.0  # one short command: a query, a version probe
     postgres_user: str | None = None
     postgres_db: str | None = None
     postgres_password: str | None = field(default=None, repr=False)
@@ -47,6 +48,7 @@ class SnapshotOptions:
             retention_keep=settings.retention_keep,
             min_free_bytes_margin=settings.min_free_bytes_margin,
             timeout=settings.backup_timeout,
+            exec_timeout=settings.exec_timeout,
             postgres_user=settings.postgres_user,
             postgres_db=settings.postgres_db,
             postgres_password=password.get_secret_value() if password else None,

@@ -41,7 +41,6 @@ from supervisor.snapshots.store import SnapshotWriter
 from supervisor.snapshots.workdir import ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
-QUERY_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -110,12 +109,14 @@ class PostgresSnapshots:
         credentials: PostgresCredentials,
         *,
         timeout: float = 1800.0,
+        exec_timeout: float = 300.0,
         restore_jobs: int = 2,
     ) -> None:
         self.engine = engine
         self.container_id = container_id
         self.credentials = credentials
         self.timeout = timeout
+        self.exec_timeout = exec_timeout
         self.restore_jobs = restore_jobs
 
     @property
@@ -158,7 +159,7 @@ class PostgresSnapshots:
                 argv,
                 stdout=collect,
                 env=self.env(purpose),
-                timeout=QUERY_TIMEOUT,
+                timeout=self.exec_timeout,
             )
         except (CommandFailed, EngineError) as err:
             raise error(
@@ -236,7 +237,11 @@ class PostgresSnapshots:
             try:
                 async with writer.sink(POSTGRES_GLOBALS_FILE) as sink:
                     await work.run(
-                        "globals", argv, stdout=sink, env=self.env("globals"), timeout=QUERY_TIMEOUT
+                        "globals",
+                        argv,
+                        stdout=sink,
+                        env=self.env("globals"),
+                        timeout=self.exec_timeout,
                     )
             except CommandFailed as err:
                 (writer.path / POSTGRES_GLOBALS_FILE).unlink(missing_ok=True)

@@ -73,7 +73,8 @@ class SnapshotService:
         )  # fmt: skip
         return PostgresSnapshots(
             self.engine, container_id, credentials,
-            timeout=self.options.timeout, restore_jobs=self.options.restore_jobs,
+            timeout=self.options.timeout, exec_timeout=self.options.exec_timeout,
+            restore_jobs=self.options.restore_jobs,
         )  # fmt: skip
 
     async def _influx(self, error: type[SnapshotError]) -> InfluxSnapshots | None:
@@ -83,7 +84,7 @@ class SnapshotService:
         return InfluxSnapshots(
             self.engine, container_id, version=self.options.influxdb_version,
             token=self.options.influx_token, org=self.options.influx_org,
-            timeout=self.options.timeout,
+            timeout=self.options.timeout, exec_timeout=self.options.exec_timeout,
         )  # fmt: skip
 
     async def _find(self, role: Role, error: type[SnapshotError]) -> str | None:

@@ -43,6 +43,7 @@ class FakeEngine:
     env: dict[str, str] = field(default_factory=dict)
     running: bool = True
     calls: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
+    timeouts: list[tuple[list[str], float | None]] = field(default_factory=list)
     uploads: list[tuple[str, str, str]] = field(default_factory=list)
 
     async def container(self, container_id: str) -> ServiceContainer:
@@ -69,6 +70,7 @@ class FakeEngine:
         if argv[:3] == ["sh", "-c", WRAP]:
             argv = argv[4:]  # the pid-recording guard: the command itself follows
         self.calls.append((argv, dict(env or {})))
+        self.timeouts.append((argv, timeout))
         out = b""
         if argv == ["influxd", "version"]:
             out = self.version_output.encode()

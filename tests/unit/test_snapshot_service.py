@@ -106,3 +106,28 @@ async def test_kept_names_and_scratch_names_do_not_mix(tmp_path: Path) -> None:
     with pytest.raises(SnapshotError, match="no postgres service"):
         await service.drop_kept_database("appdb__old_run1")
     assert engine.calls == []
+
+
+async def test_exec_timeout_bounds_the_short_commands(tmp_path: Path) -> None:
+    """SUPERVISOR_EXEC_TIMEOUT reaches the one-command probes; a dump keeps the backup timeout."""
+    from supervisor.config import load_settings
+    from supervisor.snapshots.options import SnapshotOptions
+
+    settings = load_settings(
+        {
+            "SUPERVISOR_COMPOSE_PROJECT": "proj",
+            "SUPERVISOR_SERVICES": "app=app",
+            "SUPERVISOR_BACKUP_DIR": str(tmp_path),
+            "SUPERVISOR_STATE_DIR": str(tmp_path),
+            "SUPERVISOR_EXEC_TIMEOUT": "42",
+            "SUPERVISOR_BACKUP_TIMEOUT": "900",
+            "SUPERVISOR_SIGNATURE_POLICY": "off",
+        }
+    )
+    options = SnapshotOptions.from_settings(settings)
+    assert (options.exec_timeout, options.timeout) == (42.0, 900.0)
+    engine = FakeEngine()
+    service = service_for(engine, tmp_path, influx_token="t" * 20, exec_timeout=42.0)
+    await service.preflight()
+    probes = [timeout for argv, timeout in engine.timeouts if argv == ["influxd", "version"]]
+    assert probes == [42.0]
