@@ -75,7 +75,6 @@ class UpdateManager:
         self._runs: dict[str, _Active] = {}
         self._current: str | None = None
         self.watch = ReleaseWatch()  # the last release check: latest release or its error
-        self._recovery: asyncio.Task[RunRecord | None] | None = None
         # One lock for every writer of the stack and its databases, across processes
         # (a CLI restore in the container is another process): runs and recovery here.
         self.stack_lock = stack_lock or StackLock(self.settings.state_dir)
