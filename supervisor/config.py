@@ -18,10 +18,9 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
@@ -51,6 +50,8 @@ from supervisor._config_env import (
 )
 from supervisor.const import Role
 from supervisor.exceptions import ConfigError
+from supervisor.policy.levels import AutoApply
+from supervisor.policy.windows import MaintenanceWindow, parse_windows
 from supervisor.signatures.models import Policy
 
 __all__ = [
@@ -74,14 +75,6 @@ class InfluxVersion(StrEnum):
 class Channel(StrEnum):
     STABLE = "stable"  # no pre-releases
     BETA = "beta"
-
-
-class AutoApply(StrEnum):
-    """Which updates the periodic check may apply on its own, inside the maintenance window."""
-
-    OFF = "off"
-    PATCH = "patch"
-    MINOR = "minor"
 
 
 class LogLevel(StrEnum):
@@ -195,36 +188,6 @@ class VersionProbe(BaseModel):
     json_field: str = Field("version", min_length=1)
 
 
-class MaintenanceWindow(BaseModel):
-    """When auto-apply may act, in UTC; an ``end`` before ``start`` wraps midnight."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    start: time
-    end: time
-
-    @classmethod
-    def parse(cls, text: str) -> MaintenanceWindow:
-        match = re.fullmatch(r"\s*(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)\s*", text)
-        if not match:
-            raise ValueError("must be HH:MM-HH:MM (24-hour, UTC)")
-        h1, m1, h2, m2 = map(int, match.groups())
-        if max(h1, h2) > 23 or max(m1, m2) > 59:
-            raise ValueError("hours must be 00-23 and minutes 00-59")
-        if (h1, m1) == (h2, m2):
-            raise ValueError("start and end are equal, so the window is empty")
-        return cls(start=time(h1, m1), end=time(h2, m2))
-
-    def contains(self, moment: datetime) -> bool:
-        """Whether ``moment`` (a naive one is taken as UTC) falls inside the window."""
-        now = (moment.astimezone(UTC) if moment.tzinfo else moment).time()
-        if self.start < self.end:
-            return self.start <= now < self.end
-        return now >= self.start or now < self.end
-
-    def __str__(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
-
-
 _MAP = "a JSON object or name=value,name=value"
 _TEXT_FORMS: dict[str, Callable[[str], Any]] = {
     "services": split_map,
@@ -235,7 +198,7 @@ _TEXT_FORMS: dict[str, Callable[[str], Any]] = {
     "config_paths": split_list,
     "health_probes": parse_json,
     "version_probe": parse_json,
-    "maintenance_window": MaintenanceWindow.parse,
+    "maintenance_window": parse_windows,
     "log_level": str.upper,
 }
 
@@ -343,8 +306,20 @@ class Settings(BaseSettings):
     release_manifest_url: Annotated[str, AfterValidator(_url_or_path)] | None = Field(
         None, description="an http(s) URL or an absolute file path"
     )
-    auto_apply: AutoApply = Field(AutoApply.OFF, description="off, patch or minor")
-    maintenance_window: MaintenanceWindow | None = Field(None, description="HH:MM-HH:MM (UTC)")
+    # Unattended updates (supervisor.policy): which steps the periodic loop may apply on its
+    # own, when it may start one, and how old a release must be first.
+    auto_apply: AutoApply = Field(AutoApply.OFF, description="off, patch, minor or major")
+    maintenance_window: list[MaintenanceWindow] = Field(
+        default_factory=list,
+        description="windows like 'Sat,Sun 02:00-05:00 Europe/Berlin', separated by ';'",
+    )
+    maturity_hours: float = Field(0.0, ge=0, description="a number of hours >= 0")
+    maturity_from: Literal["first_seen", "image_created"] = Field(
+        "first_seen", description="first_seen or image_created"
+    )
+    # The policy file (TOML) for what an operator decides; it overrides these variables and
+    # is reloaded on SIGHUP or POST /admin/policy/reload (supervisor.policy.document).
+    policy_file: Path | None = Field(None, description="an absolute path to a TOML file")
     check_interval: float = Field(21600.0, ge=60, description="a number of seconds >= 60")
     first_check_delay: float = Field(10.0, ge=0, description="a number of seconds >= 0")
     hard_pin: Annotated[str, AfterValidator(_version)] | None = Field(
@@ -522,21 +497,6 @@ def check_directories(settings: Settings) -> None:
             )
     if problems:
         raise ConfigError("\n".join(p.render() for p in problems))
-
-
-def not_acted_on(settings: Settings) -> list[str]:
-    """Settings this version accepts (so existing .env files keep loading) but does not act
-    on yet: unattended updates. ``serve`` logs each one, so nobody believes they work."""
-    ignored = []
-    if settings.auto_apply is not AutoApply.OFF:
-        ignored.append(f"SUPERVISOR_AUTO_APPLY={settings.auto_apply.value}")
-    if settings.maintenance_window is not None:
-        ignored.append("SUPERVISOR_MAINTENANCE_WINDOW")
-    return [
-        f"{name} is set but not acted on in this version: updates start only when an "
-        "operator asks (API or CLI); the periodic check only reports new releases"
-        for name in ignored
-    ]
 
 
 def check_files(settings: Settings) -> None:

@@ -28,6 +28,7 @@
     │   └── PayloadTooLarge              413 payload_too_large
     ├── UsageError                       CLI options or token file (exit code 2)
     ├── SidecarUnreachable               the client got no answer from the sidecar
+    ├── NotificationFailed               a notice not delivered (supervisor.notify only)
     ├── EngineError                      the Docker engine (through the proxy); rendered 502
     │   ├── EngineUnreachable            503
     │   ├── ProxyForbidden               502  the docker-proxy refused a path
@@ -192,6 +193,26 @@ class CurrentVersionUnknown(APIError):
 
     status = 409
     error_key = "current_version_unknown"
+
+
+class MarkNotFound(NotFound):
+    """``clear`` of a version that has no skip, snooze or bad mark."""
+
+    error_key = "mark_not_found"
+
+
+class NotFrozen(APIError):
+    """``unfreeze`` while auto-apply is not frozen."""
+
+    status = 409
+    error_key = "not_frozen"
+
+
+class PolicyInvalid(APIError):
+    """A policy reload found problems (every one listed); the old policy stays in force."""
+
+    status = 422
+    error_key = "policy_invalid"
 
 
 class UnsupportedMediaType(APIError):
@@ -422,3 +443,15 @@ class SidecarUnreachable(SupervisorError):
     retries (``supervisor.client``)."""
 
     error_key = "sidecar_unreachable"
+
+
+class NotificationFailed(SupervisorError):
+    """One attempt to deliver a notice failed (``supervisor.notify``). Never leaves the
+    notifier: it is retried, logged without the channel's URL, and counted. ``retryable`` is
+    False when another attempt cannot help (a webhook answering 4xx)."""
+
+    error_key = "notification_failed"
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

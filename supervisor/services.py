@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
@@ -43,11 +44,18 @@ from supervisor.damage import DamageReport
 from supervisor.engine.docker_engine import DockerEngine, RegistryAuthProvider
 from supervisor.engine.protocol import Engine
 from supervisor.http_probe import HttpProber, ManifestSource
+from supervisor.notify.config import NotificationSettings
+from supervisor.notify.dispatch import Notifier
 from supervisor.oplock import StackLock
+from supervisor.policy.autopilot import Autopilot
+from supervisor.policy.effective import EffectivePolicy
+from supervisor.policy.maturity import image_created
+from supervisor.policy.state import PolicyStore
 from supervisor.registry.client import DistributionClient
 from supervisor.registry.credentials import CredentialStore
 from supervisor.registry.protocol import RegistryClient
 from supervisor.signatures.models import Policy, SignatureVerdict
+from supervisor.signatures.signers import TrustedSigners
 from supervisor.signatures.verifier import SignaturePolicyVerifier
 from supervisor.snapshots.options import SnapshotOptions, compose_locator
 from supervisor.snapshots.service import SnapshotService
@@ -84,6 +92,14 @@ class Runtime:
     manager: UpdateManager
     stack_lock: StackLock  # one per process; every writer of the stack holds it (oplock.py)
     damage: DamageReport  # damaged state files met so far (for /metrics)
+    policy: EffectivePolicy  # env, policy file and labels merged; reloadable
+    autopilot: Autopilot  # unattended updates
+    notifier: Notifier
+
+    @property
+    def effective(self) -> Settings:
+        """The settings in force (the policy file and labels over the environment)."""
+        return self.policy.settings
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -91,18 +107,25 @@ class Runtime:
         recovered = await self.manager.startup()
         if recovered is not None:
             _LOGGER.warning("recovered run %s: %s", recovered.update_id, recovered.state)
+        await self.notifier.start()
         checker = asyncio.create_task(self._periodic_check(), name="release-check")
+        autopilot = asyncio.create_task(self.autopilot.run_forever(), name="auto-apply")
         try:
             yield
         finally:
-            checker.cancel()
-            await asyncio.gather(checker, return_exceptions=True)
+            for task in (autopilot, checker):
+                task.cancel()
+            await asyncio.gather(autopilot, checker, return_exceptions=True)
             await self.manager.shutdown()
+            await self.autopilot.settle()
+            await self.notifier.stop()
 
     async def _periodic_check(self) -> None:
-        settings = self.settings
+        """The interval is read anew each time: a policy reload may change it."""
         await check_periodically(
-            self.manager.check, settings.first_check_delay, settings.check_interval
+            self.manager.check,
+            self.settings.first_check_delay,
+            lambda: self.policy.settings.check_interval,
         )
 
 
@@ -135,6 +158,9 @@ async def build_runtime(
             return sessions[0]
 
         damage, stack_lock = DamageReport(), StackLock(settings.state_dir)
+        policy = EffectivePolicy(settings)
+        policy.load()  # a bad policy file refuses the start, like a bad variable
+        env, settings = settings, policy.settings
         credentials = registry_credentials(settings)
         if engine is None:
             engine = await stack.enter_async_context(
@@ -149,7 +175,11 @@ async def build_runtime(
                 )
             )
         if signatures is None:
-            signatures = SignaturePolicyVerifier.from_settings(settings, registry)
+            signatures = SignaturePolicyVerifier(
+                registry,
+                TrustedSigners.from_settings(settings),
+                lambda service: policy.settings.policy_for(service),  # reloadable
+            )
         if snapshots is None:
             snapshots = SnapshotService(
                 engine,
@@ -174,10 +204,41 @@ async def build_runtime(
             state=state,
         )
         manager = UpdateManager(deps, registry, manifest, stack_lock=stack_lock)
+        notifier = Notifier(policy.notifications)
+
+        def policy_changed(new: Settings, notices: NotificationSettings | None) -> None:
+            manager.use_settings(new)
+            notifier.reconfigure(notices or NotificationSettings())
+
+        policy.listeners.append(policy_changed)
+        autopilot = Autopilot(
+            manager,
+            PolicyStore(settings.state_dir, damage),
+            policy,
+            notifier,
+            created=_created(manager, registry),
+        )
         yield Runtime(
-            settings, engine, registry, snapshots, signatures, prober, state, manager,
-            stack_lock, damage,
+            env, engine, registry, snapshots, signatures, prober, state, manager,
+            stack_lock, damage, policy, autopilot, notifier,
         )  # fmt: skip
+
+
+def _created(
+    manager: UpdateManager, registry: RegistryClient
+) -> Callable[[str], Awaitable[datetime | None]]:
+    """The creation time of a release's first app image (``maturity_from = image_created``),
+    remembered per version."""
+    known: dict[str, datetime | None] = {}
+
+    async def created(version: str) -> datetime | None:
+        if version not in known:
+            stack = await manager.current_stack()
+            name = next(iter(stack.repositories))
+            known[version] = await image_created(registry, stack.repositories[name], version)
+        return known[version]
+
+    return created
 
 
 def _engine_auth(credentials: CredentialStore) -> RegistryAuthProvider:

@@ -31,10 +31,19 @@ from prometheus_client import CollectorRegistry
 from supervisor.config import Settings
 from supervisor.damage import DamageReport
 from supervisor.oplock import StackLock
+from supervisor.policy.autopilot import Autopilot
 from supervisor.snapshots.protocol import Snapshots
 from supervisor.update.protocol import UpdateService
 
-from . import badge, observability, openapi, snapshot_handlers, sse, update_handlers
+from . import (
+    badge,
+    observability,
+    openapi,
+    policy_handlers,
+    snapshot_handlers,
+    sse,
+    update_handlers,
+)
 from .auth import auth_middleware
 from .const import Scope
 from .jobs import JobRegistry
@@ -44,6 +53,7 @@ from .keys import (
     METRICS,
     METRICS_REGISTRY,
     OPTIONS,
+    POLICY,
     ROUTE_POLICIES,
     SETTINGS,
     SNAPSHOTS,
@@ -91,6 +101,10 @@ ROUTES: tuple[Route, ...] = (
         Scope.ADMIN,
     ),
     Route("GET", "/admin/jobs/{job_id}", snapshot_handlers.get_job, Scope.READ),
+    Route("GET", "/admin/policy", policy_handlers.policy_view, Scope.READ, ("decisions",)),
+    Route("POST", "/admin/policy/versions", policy_handlers.mark_version, Scope.ADMIN),
+    Route("POST", "/admin/policy/unfreeze", policy_handlers.unfreeze, Scope.ADMIN),
+    Route("POST", "/admin/policy/reload", policy_handlers.reload_policy, Scope.ADMIN),
     Route("GET", "/admin/badge.json", badge.badge_json, Scope.READ),
     Route("GET", "/admin/badge.svg", badge.badge_svg, Scope.READ),
     Route("GET", "/metrics", observability.metrics_handler, Scope.READ),
@@ -109,6 +123,7 @@ def create_app(
     lifespans: Sequence[Lifespan] = (),
     stack_lock: StackLock | None = None,
     damage: DamageReport | None = None,
+    policy: Autopilot | None = None,
 ) -> web.Application:
     """The API around the given services.
 
@@ -137,6 +152,8 @@ def create_app(
         app[METRICS_REGISTRY].register(DamageMetrics(damage))
     if stack_lock is not None:
         app[STACK_LOCK] = stack_lock
+    if policy is not None:
+        app[POLICY] = policy
     app[JOBS] = JobRegistry()
     policies: dict[tuple[str, str], RoutePolicy] = {}
     for route in ROUTES:

@@ -13,11 +13,11 @@ from html import escape
 
 from aiohttp import web
 
-from supervisor.update.summary import RunReader, RunSummary, run_summary
+from supervisor.update.summary import RunSummary, run_summary
 
-from .keys import UPDATES
+from .keys import POLICY, UPDATES
 from .reply import reply
-from .schemas import Badge, BadgeState
+from .schemas import AutoApplyStatus, Badge, BadgeState
 
 COLOURS = {
     "completed": "#4c1",  # green
@@ -40,11 +40,17 @@ MESSAGES = {
 }
 
 
-def badge(updates: RunReader) -> Badge:
-    return badge_of(run_summary(updates))
+async def auto_apply_status(app: web.Application) -> AutoApplyStatus | None:
+    if POLICY not in app:
+        return None
+    return AutoApplyStatus.model_validate(await app[POLICY].summary())
 
 
-def badge_of(summary: RunSummary) -> Badge:
+async def badge(app: web.Application) -> Badge:
+    return badge_of(run_summary(app[UPDATES]), await auto_apply_status(app))
+
+
+def badge_of(summary: RunSummary, auto: AutoApplyStatus | None = None) -> Badge:
     running, last = summary.running, summary.last_result
     state: BadgeState
     if running is not None:
@@ -62,6 +68,8 @@ def badge_of(summary: RunSummary) -> Badge:
         message = f"{message}: updates blocked until acknowledged"
     elif state == "needs_intervention":
         message = f"{message} (acknowledged)"
+    if auto is not None and auto.frozen is not None and running is None:
+        message = f"{message}; auto-apply frozen"
     return Badge(
         state=state,
         version=version,
@@ -72,16 +80,17 @@ def badge_of(summary: RunSummary) -> Badge:
         last_result=last,
         running=running,
         blocked=summary.blocked,
+        auto_apply=auto,
     )
 
 
 async def badge_json(request: web.Request) -> web.Response:
-    return reply(badge(request.app[UPDATES]))
+    return reply(await badge(request.app))
 
 
 async def badge_svg(request: web.Request) -> web.Response:
     return web.Response(
-        text=render_svg(badge(request.app[UPDATES])),
+        text=render_svg(await badge(request.app)),
         content_type="image/svg+xml",
         headers={"Cache-Control": "no-cache"},
     )

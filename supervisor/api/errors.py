@@ -100,9 +100,14 @@ def envelope(error_key: str, message: str, update_id: str | None = None) -> dict
 
 
 def error_envelope(err: SupervisorError) -> dict[str, Any]:
-    """``err`` as the envelope a caller sees (only ``update_id`` of its details)."""
+    """``err`` as the envelope a caller sees (of its details only ``update_id``, and the
+    ``problems`` list of a refused policy)."""
     update_id = err.details.get("update_id")
-    return envelope(err.error_key, public_message(err), str(update_id) if update_id else None)
+    body = envelope(err.error_key, public_message(err), str(update_id) if update_id else None)
+    problems = err.details.get("problems")
+    if isinstance(err, APIError) and isinstance(problems, list):
+        body["problems"] = [str(problem) for problem in problems]
+    return body
 
 
 __all__ = [

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from supervisor.config import Settings
 from supervisor.oplock import StackLock
+from supervisor.policy.autopilot import Autopilot
 from supervisor.snapshots.protocol import Snapshots
 from supervisor.update.protocol import UpdateService
 
@@ -49,6 +50,8 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 # Only when create_app is given one (the served sidecar); HTTP restore and manual snapshots
 # hold it, so they exclude a CLI restore in another process and the update run.
 STACK_LOCK = web.AppKey("stack_lock", StackLock)
+# Unattended updates: decisions, marks, freeze, the effective policy and its reload.
+POLICY = web.AppKey("policy", Autopilot)
 
 
 @dataclass(frozen=True)

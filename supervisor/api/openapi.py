@@ -21,6 +21,7 @@ from supervisor.update.summary import Blocked, LastResult, RunningRun
 from .const import UPDATE_ID_PATTERN
 from .schemas import (
     AcknowledgeRequest,
+    AutoApplyStatus,
     Badge,
     CancelRequest,
     ErrorEnvelope,
@@ -29,6 +30,8 @@ from .schemas import (
     Job,
     SnapshotList,
     StartResponse,
+    UnfreezeRequest,
+    VersionMarkRequest,
 )
 
 _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
@@ -37,7 +40,8 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ErrorEnvelope, "serialization"), (HistoryPage, "serialization"),
     (LastResult, "serialization"), (RunningRun, "serialization"), (Badge, "serialization"),
     (Blocked, "serialization"), (AcknowledgeRequest, "validation"),
-    (Job, "serialization"),
+    (Job, "serialization"), (AutoApplyStatus, "serialization"),
+    (VersionMarkRequest, "validation"), (UnfreezeRequest, "validation"),
     (SnapshotList, "serialization"), (Health, "serialization"),
 ]  # fmt: skip
 
@@ -49,6 +53,7 @@ _ERRORS = {
     409: "Conflicts with a running update or job",
     413: "Body larger than SUPERVISOR_MAX_BODY_BYTES",
     415: "Body is not application/json",
+    422: "The policy file or labels have problems (all listed); the policy in force is kept",
     500: "Unexpected error (details only in the sidecar log)",
     502: "The Docker engine or registry failed",
     503: "The Docker engine or registry is unreachable",
@@ -219,8 +224,11 @@ _VERSION_INFO = {
     "type": "object",
     "additionalProperties": False,
     "required": ["version", "current", "latest", "update_available", "services", "check",
-                 "last_result", "running", "blocked", "signatures"],
+                 "last_result", "running", "blocked", "signatures", "auto_apply"],
     "properties": {
+        "auto_apply": {"description": "unattended updates: mode, freeze, bad versions (null "
+                       "when not configured)",
+                       "anyOf": [_ref("AutoApplyStatus"), {"type": "null"}]},
         "version": {**_NULLABLE_STRING, "description": "the version the stack runs"},
         "current": {
             "type": "object",
@@ -340,6 +348,24 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/admin/jobs/{job_id}": {"get": _op(
             "A snapshot or restore job", {200: _json(_ref("Job"), "The job")}, (404,),
             params=[_path("job_id", "The job id from the 202 answer")])},
+        "/admin/policy": {"get": _op(
+            "Unattended updates: the effective policy (each value with its source), the "
+            "freeze, version marks and the periodic loop's recent decisions with reasons",
+            {200: _json(_OBJECT, "The policy view")}, (400, 404), params=[
+                _query("decisions", {"type": "integer", "minimum": 1, "maximum": 200},
+                       "At most this many decisions, newest first (default 20)")])},
+        "/admin/policy/versions": {"post": _op(
+            "Skip or snooze a version for auto-apply, or clear its mark (also `bad`)",
+            {200: _json(_OBJECT, "The version and its mark (null after clear)")},
+            (403, 404), body=_ref("VersionMarkRequest"))},
+        "/admin/policy/unfreeze": {"post": _op(
+            "Lift the self-freeze of auto-apply (after a bad automatic run)",
+            {200: _json(_OBJECT, "The freeze that was lifted")}, (403, 404, 409),
+            body=_ref("UnfreezeRequest"))},
+        "/admin/policy/reload": {"post": _op(
+            "Re-read the policy file and service labels (as SIGHUP); 422 keeps the old policy",
+            {200: _json(_OBJECT, "The effective policy and sources")}, (403, 404, 422),
+            body=_EMPTY)},
         "/admin/badge.json": {"get": _op(
             "The last result for a UI badge", {200: _json(_ref("Badge"), "Badge")}, ())},
         "/admin/badge.svg": {"get": _op(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.update.models import RunRecord
+from supervisor.update.models import MAX_VERSION_LENGTH, RunRecord
 from supervisor.update.stages import Stage
 from supervisor.update.summary import Blocked, LastResult, RunningRun
 
@@ -26,6 +26,9 @@ class ErrorEnvelope(_Body):
     error_key: str = Field(description="stable, for scripts: update_running, no_update …")
     message: str = Field(description="for people; may change between versions")
     update_id: str | None = Field(None, description="the run the error is about, if any")
+    problems: list[str] | None = Field(
+        None, description="policy_invalid: every problem of the file or labels, one each"
+    )
 
 
 class StartResponse(_Body):
@@ -51,6 +54,30 @@ class AcknowledgeRequest(_Body):
     )
 
 
+class VersionMarkRequest(_Body):
+    """``POST /admin/policy/versions``: skip or snooze a version for auto-apply, or clear its
+    mark (a skip, a snooze or the ``bad`` mark of a failed run)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: str = Field(min_length=1, max_length=MAX_VERSION_LENGTH)
+    action: Literal["skip", "snooze", "clear"]
+    hours: float | None = Field(
+        default=None, gt=0, le=24 * 366, description="snooze: for this many hours"
+    )
+    note: str = Field(default="", max_length=1000)
+    operator: str | None = Field(default=None, max_length=128)
+
+
+class UnfreezeRequest(_Body):
+    """``POST /admin/policy/unfreeze``: an operator lifts the self-freeze of auto-apply."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    note: str = Field(default="", max_length=1000)
+    operator: str | None = Field(default=None, max_length=128)
+
+
 class HistoryPage(_Body):
     runs: list[RunRecord] = Field(description="finished runs, newest first")
 
@@ -58,6 +85,24 @@ class HistoryPage(_Body):
 BadgeState = Literal[
     "none", "running", "completed", "failed", "cancelled", "rolled_back", "needs_intervention"
 ]
+
+
+class FreezeInfo(_Body):
+    at: datetime
+    reason: str
+    version: str | None = None
+    update_id: str | None = None
+
+
+class AutoApplyStatus(_Body):
+    """Unattended updates in one glance (``/admin/version``, the badge); details in
+    ``GET /admin/policy``."""
+
+    mode: Literal["off", "patch", "minor", "major"] = Field(description="the auto-apply policy")
+    frozen: FreezeInfo | None = Field(
+        description="auto-apply stopped itself after a bad automatic run; null when not frozen"
+    )
+    bad_versions: list[str] = Field(description="versions whose run failed or rolled back")
 
 
 class Badge(_Body):
@@ -75,6 +120,9 @@ class Badge(_Body):
     last_result: LastResult | None = Field(description="exactly as in /admin/version")
     running: RunningRun | None = Field(description="exactly as in /admin/version")
     blocked: Blocked | None = Field(description="exactly as in /admin/version")
+    auto_apply: AutoApplyStatus | None = Field(
+        None, description="exactly as in /admin/version (null without unattended updates)"
+    )
 
 
 class Job(_Body):

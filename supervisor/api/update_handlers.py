@@ -13,6 +13,7 @@ from aiohttp import web
 from supervisor.exceptions import BadRequest, InvalidVersion, NotCancellable, NotFound
 from supervisor.update.models import MAX_VERSION_LENGTH, StartRequest
 
+from .badge import auto_apply_status
 from .body import (
     checked_update_id,
     query_bool,
@@ -90,7 +91,9 @@ async def acknowledge_update(request: web.Request) -> web.Response:
 
 async def version(request: web.Request) -> web.Response:
     """Current per service, latest release, ``last_result`` and ``running`` (the badge's data)."""
-    return reply(await request.app[UPDATES].version_info())
+    info = await request.app[UPDATES].version_info()
+    auto = await auto_apply_status(request.app)
+    return reply({**info, "auto_apply": auto.model_dump(mode="json") if auto else None})
 
 
 async def check_updates(request: web.Request) -> web.Response:

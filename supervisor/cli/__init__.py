@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from supervisor.exceptions import SupervisorError
 
-from . import commands_local, commands_read, commands_update, serve
+from . import commands_local, commands_policy, commands_read, commands_update, serve
 from .context import CliContext
 from .exit_codes import ExitCode
 from .parser import build_parser
@@ -34,6 +34,7 @@ COMMANDS: dict[str, Command] = {
     "verify": commands_local.verify,
     "freeze": commands_local.freeze,
     "unfreeze": commands_local.unfreeze,
+    "policy": commands_policy.policy,
 }
 
 

@@ -15,6 +15,7 @@ from supervisor.api.snapshot_fields import manifest_id
 from supervisor.update.models import RunRecord
 from supervisor.update.stages import Stage
 
+from .commands_policy import print_policy
 from .context import CliContext
 from .exit_codes import ExitCode
 
@@ -94,8 +95,9 @@ async def check(ctx: CliContext) -> int:
 async def plan(ctx: CliContext) -> int:
     async with ctx.client() as client:
         answer = await client.plan(ctx.args.version, ctx.args.force)
+        policy = await client.policy(decisions=5)
     if ctx.json:
-        ctx.emit_json(answer)
+        ctx.emit_json({**answer, "policy": policy})
         return ExitCode.OK
     ctx.out.print(
         f"plan: {answer.get('current_version') or '?'} → {answer.get('target_version', '?')}"
@@ -130,6 +132,14 @@ async def plan(ctx: CliContext) -> int:
     )
     for blocker in answer.get("blockers") or []:
         ctx.out.print(f"[red]blocked[/red] ({blocker.get('error_key')}): {blocker.get('message')}")
+    target = answer.get("target_version")
+    bad = [m for m in policy.get("marks") or [] if m["version"] == target and m["kind"] == "bad"]
+    if bad:
+        ctx.out.print(
+            f"[yellow]marked bad[/yellow]: {target} ended {bad[0].get('result')} in run "
+            f"{bad[0].get('update_id')}; a manual update is still allowed"
+        )
+    print_policy(ctx, policy, sources=True)
     return ExitCode.OK
 
 

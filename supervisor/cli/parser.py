@@ -98,6 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
     freeze = add("freeze", "block updates (manual and automatic) until unfreeze")
     freeze.add_argument("--reason", help="written into the freeze file")
     add("unfreeze", "allow updates again")
+
+    policy = add("policy", "unattended updates: the policy in force, decisions, marks")
+    policy.add_argument("--decisions", type=int, default=10, help="how many decisions to show")
+    actions = policy.add_subparsers(dest="policy_action", metavar="ACTION")
+    for name, text in (("skip", "never auto-apply VERSION"),
+                       ("snooze", "do not auto-apply VERSION for --hours"),
+                       ("clear", "remove VERSION's skip, snooze or bad mark")):  # fmt: skip
+        action = actions.add_parser(name, help=text, description=text, parents=[common])
+        action.add_argument("version", help="e.g. 1.4.2")
+        if name == "snooze":
+            action.add_argument("--hours", type=float, required=True)
+        action.add_argument("--note", default="", help="why; shown with the mark")
+        action.add_argument("--operator", help="who you are (default: cli)")
+    lift = actions.add_parser(
+        "unfreeze", parents=[common],
+        help="lift the self-freeze of auto-apply (not the FREEZE file: see `unfreeze`)",
+    )  # fmt: skip
+    lift.add_argument("--note", default="", help="what you did")
+    lift.add_argument("--operator", help="who you are (default: cli)")
+    actions.add_parser("reload", parents=[common], help="re-read the policy file (as SIGHUP)")
     return parser
 
 

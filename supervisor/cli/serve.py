@@ -16,10 +16,12 @@ import signal
 from contextlib import suppress
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from supervisor.api import create_app
-from supervisor.config import Settings, check_directories, check_files, not_acted_on
-from supervisor.exceptions import ConfigError
+from supervisor.config import Settings, check_directories, check_files
+from supervisor.exceptions import ConfigError, SupervisorError
+from supervisor.policy.autopilot import Autopilot
 from supervisor.statedir import warn_if_exposed
 
 from .context import CliContext
@@ -42,9 +44,9 @@ async def serve(ctx: CliContext) -> int:
     check_directories(settings)
     check_files(settings)
     warn_if_exposed([settings.state_dir, settings.backup_dir])  # logged, not refused
-    for warning in not_acted_on(settings):
-        _LOGGER.warning(warning)
     async with ctx.runtime(settings) as runtime:
+        metrics = CollectorRegistry()
+        metrics.register(runtime.notifier.metrics())
         app = create_app(
             settings,
             runtime.manager,
@@ -52,9 +54,31 @@ async def serve(ctx: CliContext) -> int:
             lifespans=[runtime.serving],
             stack_lock=runtime.stack_lock,
             damage=runtime.damage,
+            policy=runtime.autopilot,
+            metrics_registry=metrics,
         )
+        _reload_on_sighup(runtime.autopilot)
         await run_app(app, settings)
     return ExitCode.OK
+
+
+def _reload_on_sighup(autopilot: Autopilot) -> None:
+    """``kill -HUP``: re-read the policy file; an invalid one keeps the policy in force."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            await autopilot.reload()
+        except SupervisorError as err:
+            _LOGGER.error("policy reload refused: %s", err.message)
+
+    def on_hup() -> None:
+        task = asyncio.create_task(reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    with suppress(NotImplementedError, RuntimeError):  # not the main thread, or Windows
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hup)
 
 
 async def run_app(

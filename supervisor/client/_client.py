@@ -168,6 +168,35 @@ class SupervisorClient:
             params["target_version"] = target_version
         return dict(await self._call("GET", "/admin/update/plan", params))
 
+    async def policy(self, decisions: int = 20) -> dict[str, Any]:
+        """Unattended updates: effective policy with sources, freeze, marks, decisions."""
+        return dict(await self._call("GET", "/admin/policy", {"decisions": str(decisions)}))
+
+    async def mark_version(
+        self,
+        version: str,
+        action: str,
+        hours: float | None = None,
+        note: str = "",
+        operator: str | None = None,
+    ) -> dict[str, Any]:
+        """Skip or snooze ``version`` for auto-apply, or clear its mark (never retried)."""
+        body: dict[str, Any] = {"version": version, "action": action, "note": note}
+        if hours is not None:
+            body["hours"] = hours
+        if operator:
+            body["operator"] = operator
+        return dict(await self._call("POST", "/admin/policy/versions", json=body, retry=False))
+
+    async def unfreeze_auto_apply(
+        self, note: str = "", operator: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"note": note, **({"operator": operator} if operator else {})}
+        return dict(await self._call("POST", "/admin/policy/unfreeze", json=body, retry=False))
+
+    async def reload_policy(self) -> dict[str, Any]:
+        return dict(await self._call("POST", "/admin/policy/reload", json={}, retry=False))
+
     async def history(self, limit: int = 50) -> list[RunRecord]:
         data = await self._call("GET", "/admin/update/history", {"limit": str(limit)})
         return HistoryPage.model_validate(data).runs

@@ -48,6 +48,7 @@ class ReleaseWatch:
         self.channel: str | None = None
         self.checked_at: datetime | None = None  # the last *successful* check
         self.failure: CheckFailure | None = None  # the last attempt, if it failed
+        self.checked = asyncio.Event()  # set after each successful check (auto-apply waits)
 
     def succeeded(self, release: Release, channel: str, at: datetime | None = None) -> None:
         self.release, self.channel = release, channel
@@ -88,9 +89,12 @@ class ReleaseWatch:
 
 
 async def check_periodically(
-    check: Callable[[], Awaitable[dict[str, Any]]], first_delay: float, interval: float
+    check: Callable[[], Awaitable[dict[str, Any]]],
+    first_delay: float,
+    interval: Callable[[], float],
 ) -> None:
-    """Check shortly after start-up, then every ``interval``; retry failures sooner.
+    """Check shortly after start-up, then every ``interval()`` seconds (read anew each time: a
+    policy reload may change it); retry failures sooner.
 
     A failure (registry down while the stack boots, say) is kept by the watch and reported
     in ``/admin/version``; it must not leave ``latest`` unknown for a whole interval.
@@ -102,14 +106,14 @@ async def check_periodically(
             latest = await check()
         except Exception as err:
             _LOGGER.warning(
-                "release check failed (%s); next try in %.0f s", err, min(retry, interval)
+                "release check failed (%s); next try in %.0f s", err, min(retry, interval())
             )
-            await asyncio.sleep(min(retry, interval))
+            await asyncio.sleep(min(retry, interval()))
             retry *= 2
             continue
         _LOGGER.info("release check: latest %s", latest.get("version"))
         retry = RETRY_AFTER_FAILURE
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval())
 
 
 def _behind(

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from supervisor.config import Settings
 from supervisor.const import Role
 from supervisor.exceptions import (
     AlreadyCurrent,
@@ -78,6 +79,16 @@ class UpdateManager:
         # One lock for every writer of the stack and its databases, across processes
         # (a CLI restore in the container is another process): runs and recovery here.
         self.stack_lock = stack_lock or StackLock(self.settings.state_dir)
+        # Told of every run this manager starts, once it is journaled (notices).
+        self.on_started: list[Callable[[RunRecord], None]] = []
+        # Awaited before a start reads the stack (the policy reads the services' labels).
+        self.before_start: list[Callable[[], Awaitable[None]]] = []
+
+    def use_settings(self, settings: Settings) -> None:
+        """A policy reload: runs that start from now on use ``settings``; a running run keeps
+        the settings it started with (it has its own copy of the deps)."""
+        self.settings = settings
+        self.deps.settings = settings
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -111,7 +122,8 @@ class UpdateManager:
 
     # --- starting -------------------------------------------------------------------
 
-    async def _stack(self) -> StackView:
+    async def current_stack(self) -> StackView:
+        """The stack as it runs now (strict: every managed service must be there)."""
         return await inspect_stack(self.deps.engine, self.settings, self.deps.state)
 
     def resolver(self, stack: StackView) -> ReleaseResolver:
@@ -181,6 +193,8 @@ class UpdateManager:
             return record
 
     async def start(self, request: StartRequest, trigger: str = "api") -> RunRecord:
+        for prepare in self.before_start:
+            await prepare()
         async with self._lock:
             await self._settle_finished_run()
             if self._current is not None:
@@ -197,7 +211,7 @@ class UpdateManager:
                     f"{blocking.update_id}`",
                     update_id=blocking.update_id,
                 )
-            stack = await self._stack()
+            stack = await self.current_stack()
             channel = request.channel or self.settings.channel.value
             release = await self.resolver(stack).resolve(request.target_version, channel)
             problems = self.blockers(stack, release, request.force)
@@ -218,7 +232,7 @@ class UpdateManager:
                 lease.release()
                 raise
             active = _Active(record, EventLog(self._event_path(record.update_id)))
-            run = UpdateRun(self.deps, record, stack.layout, active.events)
+            run = UpdateRun(replace(self.deps), record, stack.layout, active.events)
             active.task = asyncio.create_task(
                 _holding(lease, run.execute()), name=f"update-{record.update_id}"
             )
@@ -228,6 +242,8 @@ class UpdateManager:
             _LOGGER.info(
                 "update %s: %s -> %s", record.update_id, record.from_version, release.version
             )
+            for callback in self.on_started:
+                callback(record)
             return record
 
     def rehearsal_possible(self, stack: StackView) -> bool:
@@ -316,12 +332,13 @@ class UpdateManager:
 
         channel = self.settings.channel.value
         try:
-            stack = await self._stack()
+            stack = await self.current_stack()
             release = await self.resolver(stack).resolve(None, channel)
         except Exception as err:
             self.watch.failed(err)  # /admin/version reports it; the last good answer stays
             raise
         self.watch.succeeded(release, channel)
+        self.watch.checked.set()  # the auto-apply loop decides on it now
         return check_answer(self, stack)
 
     async def version_info(self) -> dict[str, Any]:
@@ -335,7 +352,7 @@ class UpdateManager:
     async def plan(self, target_version: str | None = None, force: bool = False) -> dict[str, Any]:
         from supervisor.update.views import plan
 
-        return await plan(self, await self._stack(), target_version, force)
+        return await plan(self, await self.current_stack(), target_version, force)
 
     @property
     def latest(self) -> dict[str, Any] | None:

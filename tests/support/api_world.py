@@ -134,6 +134,7 @@ class ApiWorld:
             self.runtime.snapshots,
             options=ApiOptions(sse_keepalive=keepalive, **options),
             lifespans=[self.runtime.serving],
+            policy=self.runtime.autopilot,
         )
 
     # --- steering a run through the adapters --------------------------------------------

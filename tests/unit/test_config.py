@@ -101,7 +101,10 @@ def test_minimal_config_loads_with_documented_defaults() -> None:
     assert settings.influxdb_version is InfluxVersion.AUTO
     assert settings.channel is Channel.STABLE
     assert settings.auto_apply is AutoApply.OFF
-    assert settings.maintenance_window is None
+    assert settings.maintenance_window == []  # no window: any time
+    assert settings.maturity_hours == 0
+    assert settings.maturity_from == "first_seen"
+    assert settings.policy_file is None
     assert settings.check_interval == 21600
     assert settings.first_check_delay == 10
     assert settings.hard_pin is None
@@ -174,7 +177,9 @@ def test_full_configuration_is_parsed() -> None:
             RESTORE_OVER_HTTP="true",
             HEALTH_PROBES='[{"service":"app","url":"http://app:8000/health"}]',
             VERSION_PROBE='{"service":"python_backend","url":"https://backend/v","json_field":"v"}',
-            MAINTENANCE_WINDOW="22:30-04:00",
+            MAINTENANCE_WINDOW="22:30-04:00; Sat,Sun 02:00-05:00 Europe/Berlin",
+            MATURITY_HOURS="36",
+            MATURITY_FROM="image_created",
             HARD_PIN="1.4.2",
             RELEASE_MANIFEST_URL="/releases/manifest.json",
             LOG_LEVEL="debug",
@@ -192,7 +197,13 @@ def test_full_configuration_is_parsed() -> None:
     ]
     assert settings.version_probe is not None
     assert settings.version_probe.json_field == "v"
-    assert settings.maintenance_window == MaintenanceWindow(start=time(22, 30), end=time(4, 0))
+    assert settings.maintenance_window == [
+        MaintenanceWindow(start=time(22, 30), end=time(4, 0)),
+        MaintenanceWindow(days=(5, 6), start=time(2), end=time(5), tz="Europe/Berlin"),
+    ]
+    assert settings.auto_apply is AutoApply.PATCH
+    assert settings.maturity_hours == 36
+    assert settings.maturity_from == "image_created"
     assert settings.hard_pin == "1.4.2"
     assert settings.log_level is LogLevel.DEBUG
     assert settings.influxdb_version is InfluxVersion.V2
@@ -240,7 +251,7 @@ def test_maintenance_window_wraps_midnight() -> None:
     assert not window.contains(day.replace(hour=12))
     assert window.contains(datetime(2024, 5, 1, 1, 0, tzinfo=timezone(timedelta(hours=2))))
     assert not window.contains(datetime(2024, 5, 1, 1, 0, tzinfo=timezone(timedelta(hours=-2))))
-    assert str(window) == "22:00-02:00"
+    assert str(window) == "daily 22:00-02:00 UTC"
     assert MaintenanceWindow.parse("01:00-03:00").contains(datetime(2024, 5, 1, 1, 0))  # naive
 
 
@@ -418,8 +429,20 @@ REFUSALS: list[tuple[dict[str, str | None], str, str]] = [
     ({"CHANNEL": "nightly"}, "SUPERVISOR_CHANNEL", "'stable' or 'beta'"),
     ({"RELEASE_MANIFEST_URL": "ftp://x/m.json"}, "SUPERVISOR_RELEASE_MANIFEST_URL", "http://"),
     ({"RELEASE_MANIFEST_URL": "m.json"}, "SUPERVISOR_RELEASE_MANIFEST_URL", "http://"),
-    ({"AUTO_APPLY": "major"}, "SUPERVISOR_AUTO_APPLY", "'off', 'patch' or 'minor'"),
-    ({"MAINTENANCE_WINDOW": "2-4"}, "SUPERVISOR_MAINTENANCE_WINDOW", "must be HH:MM-HH:MM"),
+    ({"AUTO_APPLY": "all"}, "SUPERVISOR_AUTO_APPLY", "'off', 'patch', 'minor' or 'major'"),
+    ({"MAINTENANCE_WINDOW": "2-4"}, "SUPERVISOR_MAINTENANCE_WINDOW", "must be like"),
+    (
+        {"MAINTENANCE_WINDOW": "Sat 02:00-03:00 Mars/Olympus"},
+        "SUPERVISOR_MAINTENANCE_WINDOW",
+        "is not a time zone",
+    ),
+    (
+        {"MAINTENANCE_WINDOW": "Caturday 02:00-03:00"},
+        "SUPERVISOR_MAINTENANCE_WINDOW",
+        "is not a weekday",
+    ),
+    ({"MATURITY_HOURS": "-1"}, "SUPERVISOR_MATURITY_HOURS", "greater than or equal to 0"),
+    ({"MATURITY_FROM": "build"}, "SUPERVISOR_MATURITY_FROM", "'first_seen' or 'image_created'"),
     ({"MAINTENANCE_WINDOW": "24:00-01:00"}, "SUPERVISOR_MAINTENANCE_WINDOW", "hours must be"),
     ({"MAINTENANCE_WINDOW": "02:60-03:00"}, "SUPERVISOR_MAINTENANCE_WINDOW", "minutes 00-59"),
     ({"MAINTENANCE_WINDOW": "02:00-02:00"}, "SUPERVISOR_MAINTENANCE_WINDOW", "window is empty"),

@@ -217,7 +217,6 @@ async def test_serve_warns_about_state_and_backups_others_can_read(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = sidecar_env(tmp_path, listen_host="127.0.0.1", listen_port=str(port))
-    env["SUPERVISOR_AUTO_APPLY"] = "patch"  # accepted, not acted on: said so at start
     (tmp_path / "state").chmod(0o750)
     (tmp_path / "backups").chmod(0o700)
     adapters = Adapters.fresh()
@@ -239,5 +238,3 @@ async def test_serve_warns_about_state_and_backups_others_can_read(
     exposed = [m for m in warnings if "group or others can read" in m]
     assert len(exposed) == 1, warnings
     assert f"{tmp_path / 'state'} has mode 0750" in exposed[0]
-    assert any("SUPERVISOR_AUTO_APPLY=patch is set but not acted on" in m for m in warnings)
-    assert not any("MAINTENANCE_WINDOW" in m for m in warnings)
