@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from supervisor.policy.state import Freeze
 from supervisor.update.models import MAX_VERSION_LENGTH, RunRecord
 from supervisor.update.stages import Stage
 from supervisor.update.summary import Blocked, LastResult, RunningRun
@@ -87,19 +88,12 @@ BadgeState = Literal[
 ]
 
 
-class FreezeInfo(_Body):
-    at: datetime
-    reason: str
-    version: str | None = None
-    update_id: str | None = None
-
-
 class AutoApplyStatus(_Body):
     """Unattended updates in one glance (``/admin/version``, the badge); details in
     ``GET /admin/policy``."""
 
     mode: Literal["off", "patch", "minor", "major"] = Field(description="the auto-apply policy")
-    frozen: FreezeInfo | None = Field(
+    frozen: Freeze | None = Field(
         description="auto-apply stopped itself after a bad automatic run; null when not frozen"
     )
     bad_versions: list[str] = Field(description="versions whose run failed or rolled back")

@@ -435,3 +435,34 @@ async def test_serve_refuses_without_admin_token_or_directories(
     cli.env = sidecar_env(tmp_path, state_dir=str(tmp_path / "nowhere"))
     assert await cli("serve") == 2
     assert "SUPERVISOR_STATE_DIR" in cli.err
+
+
+async def test_policy_commands(cli: Cli, world: ApiWorld) -> None:
+    """``supervisor policy`` shows the policy with sources; skip, snooze, clear, unfreeze."""
+    assert await cli("policy") == 0
+    assert "auto-apply: off" in cli.out
+    assert "auto_apply" in cli.out
+    assert "default" in cli.out
+    assert await cli("policy", "skip", LATEST, "--note", "known bug", "--json") == 0
+    assert cli.json()["mark"]["kind"] == "skipped"
+    assert cli.json()["mark"]["by"] == "cli"
+    assert await cli("policy", "snooze", LATEST, "--hours", "3") == 0
+    assert f"{LATEST}: snoozed until" in cli.out
+    assert await cli("policy", "clear", LATEST) == 0
+    assert f"{LATEST}: mark cleared" in cli.out
+    assert await cli("policy", "clear", LATEST, "--json") == 3
+    assert cli.json()["error_key"] == "mark_not_found"
+    assert await cli("policy", "unfreeze", "--json") == 3
+    assert cli.json()["error_key"] == "not_frozen"
+    assert await cli("policy", "snooze", LATEST) == 2  # --hours is required
+    assert await cli("policy", "reload", "--json") == 0
+    assert cli.json()["settings"]["auto_apply"] == {"value": "off", "source": "default"}
+    # plan shows the policy under the plan, and a bad mark on the target
+    state = await world.runtime.autopilot.state()
+    from supervisor.policy.state import VersionMark
+
+    state.marks[LATEST] = VersionMark(version=LATEST, kind="bad", at=state.first_seen.get(
+        LATEST, world.runtime.autopilot.clock()), by="run x", update_id="x", result="rolled_back")  # fmt: skip
+    assert await cli("plan", LATEST) == 0
+    assert f"marked bad: {LATEST} ended rolled_back in run x" in cli.out
+    assert "auto-apply: off" in cli.out
