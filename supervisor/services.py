@@ -206,9 +206,13 @@ async def build_runtime(
         manager = UpdateManager(deps, registry, manifest, stack_lock=stack_lock)
         notifier = Notifier(policy.notifications)
 
+        channels = [policy.notifications]
+
         def policy_changed(new: Settings, notices: NotificationSettings | None) -> None:
             manager.use_settings(new)
-            notifier.reconfigure(notices or NotificationSettings())
+            if notices != channels[0]:  # a label change leaves the channels as they are
+                channels[0] = notices
+                notifier.reconfigure(notices or NotificationSettings())
 
         policy.listeners.append(policy_changed)
         autopilot = Autopilot(

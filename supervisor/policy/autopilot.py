@@ -235,7 +235,10 @@ class Autopilot:
                     notice_frozen(reason, version, record.update_id, project=self.project)
                 )
                 _LOGGER.warning("auto-apply frozen: %s", reason)
-            await self._save()
+            try:
+                await self._save()
+            except OSError as err:  # kept in memory; the next save (each tick) retries
+                _LOGGER.error("the bad mark of %s could not be saved yet: %s", version, err)
 
     async def settle(self) -> None:
         """Until the marks of ended runs are written (tests, shutdown)."""
