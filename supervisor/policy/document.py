@@ -21,7 +21,7 @@ Example (``compose/policy.toml``)::
     urls_file = "/run/secrets/apprise_urls"
 
     [services.app]
-    update_order = 1
+    start_order = 1
 
 The model is strict (unknown keys and wrong types are refused) and every problem is reported
 at once, each named by its place in the file (``updates.maturity_hours: …``). Each key maps to
@@ -76,7 +76,7 @@ class ServicePolicy(_Section):
 
     role: Role | None = None
     signature_policy: Policy | None = None
-    update_order: int | None = Field(None, ge=0)
+    start_order: int | None = Field(None, ge=0)
 
 
 class PolicyDocument(_Section):

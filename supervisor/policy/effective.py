@@ -1,7 +1,7 @@
 """The configuration in force: environment, overlaid by the policy file, overlaid by labels.
 
 Precedence, most specific first: a **label** on a service's container (``supervisor.role``,
-``supervisor.signature_policy``, ``supervisor.update_order``) over the **policy file** over the
+``supervisor.signature_policy``, ``supervisor.start_order``) over the **policy file** over the
 **environment** (``SUPERVISOR_*``) over the built-in default. The merged values are validated
 by the same :class:`~supervisor.config.Settings` model as the environment alone, so a file
 cannot put the sidecar into a state the environment could not.
@@ -32,7 +32,7 @@ from supervisor.signatures.models import Policy
 
 _LOGGER = logging.getLogger(__name__)
 SIGNATURE_LABEL = "supervisor.signature_policy"
-ORDER_LABEL = "supervisor.update_order"
+ORDER_LABEL = "supervisor.start_order"
 # The settings an operator decides (the policy file may set them); shown with their source.
 POLICY_FIELDS = (*FIELDS.values(), "services", "start_order")
 
@@ -159,8 +159,8 @@ class EffectivePolicy:
             if table.signature_policy is not None:
                 overrides[name] = table.signature_policy
                 sources["signature_policy_overrides"] = where
-            if table.update_order is not None:
-                order[name] = table.update_order
+            if table.start_order is not None:
+                order[name] = table.start_order
                 sources["start_order"] = where
         for field, layer, into in (
             ("services", labels.roles, services),

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.databases import PostgresHandle
+from tests.support.demo_policy import write_policy
 from tests.support.demo_signing import delete_pushed, load_or_create_key, publish_signed
 from tests.support.dockercli import (
     ENGINE_SOCKET,
@@ -249,14 +250,13 @@ def write_stack_dir(
         "SIDECAR_IMAGE": "stacksup/supervisor:test",
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "SUPERVISOR_REGISTRY_MIRRORS": f'\'{{"{testenv.registry}":"http://registry:5000"}}\'',
-        "SUPERVISOR_STABILITY_WINDOW": "5",
-        "SUPERVISOR_HEALTH_TIMEOUT": "40",
         "SUPERVISOR_STOP_TIMEOUT": "5",
         "SUPERVISOR_MIN_FREE_BYTES_MARGIN": "0",
         "SUPERVISOR_FIRST_CHECK_DELAY": "3600",
     }
     example = (COMPOSE_DIR / ".env.example").read_text()
     (stack_dir / ".env").write_text(_set_env(example, values))
+    write_policy(stack_dir)
     return values
 
 

@@ -19,6 +19,7 @@ import yaml
 from supervisor.api.openapi import document
 from supervisor.cli.parser import build_parser
 from supervisor.config import SECRET_FIELDS, Settings, env_name
+from supervisor.policy.document import FIELDS, read_document
 from tests.conftest import SIDECAR_PROXY_GRANTS
 from tests.support.testenv import ROOT
 
@@ -50,23 +51,40 @@ def test_api_reference_documents_every_openapi_operation() -> None:
 
 
 def test_env_example_documents_every_setting() -> None:
+    """Deployment settings in .env.example; what the operator decides in policy.toml.example
+    (and not in .env, where the shipped compose file would not pass it)."""
     text = (COMPOSE / ".env.example").read_text()
+    policy = set(FIELDS.values())
     missing = [
         env_name(field)
         for field in Settings.model_fields
-        if not re.search(rf"^#? ?{env_name(field)}(_FILE)?=", text, re.MULTILINE)
+        if field not in policy
+        and not re.search(rf"^#? ?{env_name(field)}(_FILE)?=", text, re.MULTILINE)
     ]
     assert not missing, f"compose/.env.example does not mention: {missing}"
+    misplaced = [env_name(f) for f in policy if re.search(rf"^{env_name(f)}=", text, re.M)]
+    assert not misplaced, f"policy settings belong in config/policy.toml: {misplaced}"
+    example = (COMPOSE / "policy.toml.example").read_text()
+    absent = [f"{s}.{k}" for s, k in FIELDS if not re.search(rf"^#? ?{k} =", example, re.M)]
+    assert not absent, f"compose/policy.toml.example does not mention: {absent}"
+    read_document(COMPOSE / "policy.toml.example")  # and it is a valid policy file
 
 
 def test_compose_passes_every_setting_to_the_sidecar() -> None:
-    environment = compose_file()["services"]["supervisor"]["environment"]
+    """Each deployment setting is passed (or fixed); policy comes from the mounted file."""
+    service = compose_file()["services"]["supervisor"]
+    environment = service["environment"]
+    policy = set(FIELDS.values())
     missing = []
     for field in Settings.model_fields:
         names = {env_name(field), env_name(field) + "_FILE"}
-        if not names & set(environment):
+        if field not in policy and not names & set(environment):
             missing.append(env_name(field))
     assert not missing, f"docker-compose.yml does not pass: {missing}"
+    passed = [env_name(f) for f in policy if env_name(f) in environment]
+    assert not passed, f"policy settings come from config/policy.toml, not env: {passed}"
+    assert environment["SUPERVISOR_POLICY_FILE"] == "/config/policy.toml"
+    assert "./config:/config:ro" in service["volumes"]
     known = {env_name(f) for f in Settings.model_fields}
     known |= {env_name(f) + "_FILE" for f in SECRET_FIELDS}
     unknown = [name for name in environment if name not in known]

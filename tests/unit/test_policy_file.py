@@ -39,10 +39,10 @@ stability_window = 3
 
 [services.app]
 signature_policy = "enforce"
-update_order = 2
+start_order = 2
 
 [services.python_backend]
-update_order = 1
+start_order = 1
 """
 
 
@@ -78,7 +78,7 @@ async def test_labels_win_over_the_file(tmp_path: Path) -> None:
         for container in world.engine.containers.values():
             if container.service == "app":
                 container.labels["supervisor.signature_policy"] = "off"
-                container.labels["supervisor.update_order"] = "0"
+                container.labels["supervisor.start_order"] = "0"
         await world.runtime.autopilot.read_labels()
         effective = world.runtime.policy.settings
         assert effective.policy_for("app") is Policy.OFF
