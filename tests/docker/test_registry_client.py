@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -207,3 +208,21 @@ async def test_auth_registry_works_with_the_config_docker_login_wrote(
         assert await client.list_tags(reference) == [reference.rsplit(":", 1)[1]]
         manifest = await client.get_manifest(reference, digest)
         assert manifest.digest == digest
+
+
+async def test_image_creation_time_for_maturity_is_read_from_the_config_blob(
+    client: DistributionClient, testenv: StackTestEnv
+) -> None:
+    """``maturity_from = "image_created"``: the time is the image's, as Docker reports it."""
+    from datetime import datetime
+
+    from supervisor.policy.maturity import image_created
+
+    reference = fakeapp(testenv)
+    created = await image_created(client, reference, "1.0.0")
+    inspected = docker("image", "inspect", "-f", "{{.Created}}", testenv.fakeapp["1.0.0"].ref)
+    microseconds = re.sub(r"(\.\d{6})\d*", r"\1", inspected.strip())  # Docker gives ns
+    expected = datetime.fromisoformat(microseconds.replace("Z", "+00:00"))
+    assert created is not None
+    assert abs((created - expected).total_seconds()) < 1
+    assert await image_created(client, reference, "9.9.9") is None  # unknown: first seen
