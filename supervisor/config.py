@@ -191,6 +191,7 @@ class VersionProbe(BaseModel):
 _MAP = "a JSON object or name=value,name=value"
 _TEXT_FORMS: dict[str, Callable[[str], Any]] = {
     "services": split_map,
+    "update_order": split_map,
     "signature_policy_overrides": split_map,
     "registry_mirrors": split_map,
     "start_order": split_list,
@@ -222,6 +223,11 @@ class Settings(BaseSettings):
     compose_project: ProjectName = Field(description="the Compose project name, e.g. canopy")
     services: dict[ServiceName, Role] = Field(description=f"{_MAP} of service=role")
     start_order: list[str] = Field(default_factory=list, description="app services, a,b")
+    # start-first: the new version starts next to the old one, which serves until the new
+    # one is healthy (only for releases that declare backward-compatible migrations).
+    update_order: dict[ServiceName, Literal["stop-first", "start-first"]] = Field(
+        default_factory=dict, description=f"{_MAP} of service=stop-first|start-first"
+    )
 
     # --- storage -------------------------------------------------------------------------
     backup_dir: Path = Field(Path("/backups"), description="a directory path")
@@ -375,7 +381,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"only one service may have the role {role}: {', '.join(names)}")
         return value
 
-    @field_validator("start_order", "signature_policy_overrides", "health_probes", "version_probe")
+    @field_validator(
+        "start_order", "signature_policy_overrides", "health_probes", "version_probe",
+        "update_order",
+    )  # fmt: skip
     @classmethod
     def _managed(cls, value: Any, info: ValidationInfo) -> Any:
         """Names must be managed services (unchecked when ``services`` itself was refused)."""

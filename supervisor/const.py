@@ -18,6 +18,8 @@ JOB_LABEL = "supervisor.job"  # one-shot containers: what they were for
 
 # A container kept for rollback is renamed <name>.old-<run id>.
 RETAINED_SUFFIX = ".old-"
+# A start-first run starts the new container next to the old one as <name>-next-<run id>.
+NEXT_SUFFIX = "-next-"
 
 
 class Role(StrEnum):

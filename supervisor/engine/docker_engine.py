@@ -46,6 +46,7 @@ from supervisor.engine import (
     docker_scratch,
 )
 from supervisor.engine.docker_errors import engine_call, translate_pull
+from supervisor.engine.docker_retained import is_next_container
 from supervisor.engine.models import (
     ExecResult,
     OneShotResult,
@@ -132,6 +133,8 @@ class DockerEngine:
                 continue
             if RETAINED_SUFFIX in names[0]:
                 continue  # an old container kept for rollback by a run
+            if is_next_container(names[0].lstrip("/"), labels):
+                continue  # a start-first run's new container, not yet the service's
             try:
                 data = await self.inspect_container(entry["Id"])
             except EngineNotFound:
@@ -267,6 +270,20 @@ class DockerEngine:
             raise
         return str(created.id)
 
+    async def join_with_aliases(self, container_id: str, network: str, aliases: list[str]) -> None:
+        """(Re)connect a running container to ``network`` under ``aliases`` (Docker cannot
+        change the aliases of an endpoint in place)."""
+        async with engine_call(f"giving {container_id[:12]} its aliases on {network}", self.url):
+            joined = await self._docker.networks.get(network)
+            try:
+                await joined.disconnect({"Container": container_id, "Force": True})
+            except aiodocker.DockerError as err:
+                if err.status != 404 and "is not connected" not in str(err):
+                    raise
+            await joined.connect(
+                {"Container": container_id, "EndpointConfig": {"Aliases": aliases}}
+            )
+
     async def prepare_recreate(self, container_id: str, run_id: str) -> RetainedContainer:
         return await docker_retained.prepare_recreate(self, container_id, run_id)
 
@@ -279,6 +296,14 @@ class DockerEngine:
         self, retained: RetainedContainer, start: bool = True, stop_timeout: float = 10.0
     ) -> ServiceContainer:
         return await docker_retained.restore_retained(self, retained, start, stop_timeout)
+
+    async def start_alongside(
+        self, container_id: str, image: str, run_id: str
+    ) -> RetainedContainer:
+        return await docker_retained.start_alongside(self, container_id, image, run_id)
+
+    async def promote(self, retained: RetainedContainer, stop_timeout: float) -> RetainedContainer:
+        return await docker_retained.promote(self, retained, stop_timeout)
 
     async def discard_retained(self, retained: RetainedContainer) -> None:
         # Volumes are kept: the new container uses the anonymous ones it inherited.
@@ -402,6 +427,15 @@ def _service_container(data: JSON, repo_digest: str | None) -> ServiceContainer:
         restart_count=int(data.get("RestartCount", 0)),
         labels=labels,
         restart_policy=dict((data.get("HostConfig") or {}).get("RestartPolicy") or {}),
+        published_ports=tuple(
+            sorted(
+                port
+                for port, bindings in (
+                    (data.get("HostConfig") or {}).get("PortBindings") or {}
+                ).items()
+                if bindings
+            )
+        ),
     )
 
 

@@ -27,10 +27,12 @@ operator can leave behind, checking before each step:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from supervisor.const import COMPOSE_SERVICE_LABEL, RETAINED_SUFFIX, RUN_LABEL
+from supervisor.const import COMPOSE_SERVICE_LABEL, NEXT_SUFFIX, RETAINED_SUFFIX, RUN_LABEL
 from supervisor.engine import docker_lifecycle
 from supervisor.engine.container_spec import RESTORED_FROM_LABEL, build_create_spec, restore_spec
 from supervisor.engine.models import RetainedContainer, ServiceContainer
@@ -93,6 +95,79 @@ async def recreate(
     return _with(retained, new_id=new_id)
 
 
+def next_name(name: str, run_id: str) -> str:
+    """Where a start-first run starts the new container, next to ``name``."""
+    return f"{name}{NEXT_SUFFIX}{run_id}"
+
+
+def is_next_container(name: str, labels: Mapping[str, str]) -> bool:
+    """A start-first run's new container, not promoted yet: not (yet) the service's."""
+    run_id = labels.get(RUN_LABEL)
+    return bool(run_id) and name.endswith(f"{NEXT_SUFFIX}{run_id}")
+
+
+async def start_alongside(
+    engine: DockerEngine, container_id: str, image: str, run_id: str
+) -> RetainedContainer:
+    """Start the new version next to the running old one (start-first).
+
+    Same configuration, networks and volumes, but its own name and no network aliases: it
+    is reachable by its name only (the health gate, probes), never by the service's name,
+    until :func:`promote` gives it the aliases. The old container is not touched.
+    """
+    old = await engine.inspect_container(container_id)
+    old_image = await engine.inspect_image(old["Image"])
+    new_image = await engine.inspect_image(image)
+    spec = build_create_spec(old, old_image, image, new_image["Id"], run_id)
+    if spec.body["HostConfig"].get("PortBindings"):
+        raise EngineConflict(
+            f"{old['Name'].lstrip('/')} publishes host ports: it cannot run twice (start-first)"
+        )
+    for endpoint in [
+        *(spec.body.get("NetworkingConfig") or {}).get("EndpointsConfig", {}).values(),
+        *spec.extra_networks.values(),
+    ]:
+        endpoint.pop("Aliases", None)
+    retained = _retained_from(old, old_image, run_id)
+    name = next_name(retained.name, run_id)
+    new_id = await engine.create_container(spec.body, name, spec.extra_networks)
+    try:
+        await engine.start(new_id)
+    except BaseException:
+        await asyncio.shield(engine.remove_container(new_id))
+        raise
+    _LOGGER.info("started %s next to %s (start-first)", name, retained.name)
+    return _with(retained, new_id=new_id)
+
+
+async def promote(
+    engine: DockerEngine, retained: RetainedContainer, stop_timeout: float
+) -> RetainedContainer:
+    """The healthy new container takes over: the service's aliases, then the old one is
+    retired (restart policy ``no``, stopped, renamed ``.old-<run>``), then the name.
+
+    Traffic that resolves the service per request moves over while both run; the old one
+    finishes its requests on SIGTERM. Idempotent: a crash half-way is finished by a second
+    call (or undone by ``restore_retained``).
+    """
+    old = await engine.inspect_container(retained.old_id)
+    networks = (old.get("NetworkSettings") or {}).get("Networks") or {}
+    own = {retained.old_id, retained.old_id[:12]}
+    for network, endpoint in networks.items():
+        aliases = [a for a in endpoint.get("Aliases") or [] if a not in own]
+        if aliases:
+            await engine.join_with_aliases(retained.new_id, network, aliases)
+    await engine.set_restart_policy(retained.old_id, {"Name": "no"})
+    await docker_lifecycle.ensure_stopped(engine, retained.old_id, stop_timeout)
+    if old["Name"].lstrip("/") != retained.old_name:
+        await engine.rename(retained.old_id, retained.old_name)
+    new = await engine.inspect_container(retained.new_id)
+    if new["Name"].lstrip("/") != retained.name:
+        await engine.rename(retained.new_id, retained.name)
+    _LOGGER.info("%s now runs the new version (old kept as %s)", retained.name, retained.old_name)
+    return retained
+
+
 async def restore_retained(
     engine: DockerEngine, retained: RetainedContainer, start: bool, stop_timeout: float
 ) -> ServiceContainer:
@@ -119,9 +194,14 @@ async def restore_retained(
 
 
 async def _remove_new(engine: DockerEngine, retained: RetainedContainer, run_id: str) -> None:
-    """Free the name: remove the run's new container, found by id or holding the name."""
+    """Free the name: remove the run's new container, found by id, holding the name, or
+    started next to it (start-first) and not journaled before a crash."""
     if retained.new_id and retained.new_id != retained.old_id:
         await engine.remove_container(retained.new_id)
+    with contextlib.suppress(EngineNotFound):
+        beside = await engine.inspect_container(next_name(retained.name, run_id))
+        if (beside["Config"].get("Labels") or {}).get(RUN_LABEL) == run_id:
+            await engine.remove_container(beside["Id"])
     try:
         holder = await engine.inspect_container(retained.name)
     except EngineNotFound:

@@ -28,6 +28,8 @@ class ServiceContainer:
     restart_count: int
     labels: dict[str, str] = field(repr=False)
     restart_policy: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Host ports it publishes (``8000/tcp`` …): such a service cannot run twice (start-first).
+    published_ports: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:

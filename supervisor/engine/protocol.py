@@ -77,6 +77,24 @@ class Engine(Protocol):
         """
         ...
 
+    async def start_alongside(
+        self, container_id: str, image: str, run_id: str
+    ) -> RetainedContainer:
+        """Start a container like ``container_id`` from ``image`` next to it (start-first).
+
+        Named ``<name>-next-<run>``, without the service's network aliases (reachable by
+        its name only); the old container keeps running and serving. Refuses
+        (``EngineConflict``) a container that publishes host ports. Returns what
+        ``recreate`` would, so ``restore_retained`` undoes it; ``promote`` completes it.
+        """
+        ...
+
+    async def promote(self, retained: RetainedContainer, stop_timeout: float) -> RetainedContainer:
+        """The new container started alongside takes over: the old one's aliases, then the
+        old one is stopped, its restart policy set to ``no`` and renamed ``<name>.old-<run>``,
+        then the new one takes the name. Idempotent."""
+        ...
+
     async def restore_retained(
         self, retained: RetainedContainer, start: bool = True, stop_timeout: float = 10.0
     ) -> ServiceContainer:

@@ -77,6 +77,7 @@ class ServicePolicy(_Section):
     role: Role | None = None
     signature_policy: Policy | None = None
     start_order: int | None = Field(None, ge=0)
+    update_order: Literal["stop-first", "start-first"] | None = None
 
 
 class PolicyDocument(_Section):

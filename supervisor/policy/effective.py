@@ -33,8 +33,10 @@ from supervisor.signatures.models import Policy
 _LOGGER = logging.getLogger(__name__)
 SIGNATURE_LABEL = "supervisor.signature_policy"
 ORDER_LABEL = "supervisor.start_order"
+UPDATE_ORDER_LABEL = "supervisor.update_order"
+UPDATE_ORDERS = ("stop-first", "start-first")
 # The settings an operator decides (the policy file may set them); shown with their source.
-POLICY_FIELDS = (*FIELDS.values(), "services", "start_order")
+POLICY_FIELDS = (*FIELDS.values(), "services", "start_order", "update_order")
 
 Listener = Callable[[Settings, NotificationSettings | None], None]
 
@@ -46,6 +48,7 @@ class ServiceLabels:
         self.roles: dict[str, Role] = {}
         self.signature: dict[str, Policy] = {}
         self.order: dict[str, int] = {}
+        self.update_order: dict[str, str] = {}
         self.problems: list[str] = []
         for name, service in (services or {}).items():
             labels: dict[str, str] = {}
@@ -58,6 +61,7 @@ class ServiceLabels:
             (ROLE_LABEL, Role, self.roles),
             (SIGNATURE_LABEL, Policy, self.signature),
             (ORDER_LABEL, int, self.order),
+            (UPDATE_ORDER_LABEL, _update_order, self.update_order),
         ]
         for label, parse, into in readers:
             if label not in labels:
@@ -151,6 +155,7 @@ class EffectivePolicy:
         services = dict(env.services)
         overrides = dict(values.get("signature_policy_overrides", env.signature_policy_overrides))
         order: dict[str, int] = {}
+        update_order = dict(env.update_order)
         per_service = document.services if document is not None else {}
         for name, table in per_service.items():
             if table.role is not None:
@@ -162,15 +167,20 @@ class EffectivePolicy:
             if table.start_order is not None:
                 order[name] = table.start_order
                 sources["start_order"] = where
+            if table.update_order is not None:
+                update_order[name] = table.update_order
+                sources["update_order"] = where
         for field, layer, into in (
             ("services", labels.roles, services),
             ("signature_policy_overrides", labels.signature, overrides),
             ("start_order", labels.order, order),
+            ("update_order", labels.update_order, update_order),
         ):
             if layer:
                 into.update(layer)  # type: ignore[arg-type]
                 sources[field] = "label " + ",".join(sorted(layer))
         values["services"] = services
+        values["update_order"] = update_order
         values["signature_policy_overrides"] = {n: Policy(p) for n, p in overrides.items()}
         if order:
             listed = list(values.get("start_order", env.start_order))
@@ -226,13 +236,17 @@ class EffectivePolicy:
         }
 
 
+def _update_order(value: str) -> str:
+    if value not in UPDATE_ORDERS:
+        raise ValueError(value)
+    return value
+
+
 def _same(a: ServiceLabels, b: ServiceLabels) -> bool:
-    return (a.roles, a.signature, a.order, a.problems) == (
-        b.roles,
-        b.signature,
-        b.order,
-        b.problems,
-    )
+    def key(labels: ServiceLabels) -> tuple[object, ...]:
+        return (labels.roles, labels.signature, labels.order, labels.update_order, labels.problems)
+
+    return key(a) == key(b)
 
 
 def _channels(notifications: NotificationSettings) -> dict[str, Any]:

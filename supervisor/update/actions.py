@@ -9,10 +9,11 @@ the undo (in this process or after a crash) knows what was touched.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from supervisor.const import Role
+from supervisor.const import NEXT_SUFFIX, Role
 from supervisor.engine.models import PullProgress, RetainedContainer
 from supervisor.exceptions import EngineError, MigrationFailed, SignatureRefused
 from supervisor.signatures.models import Policy
@@ -133,6 +134,7 @@ async def migrate(run: UpdateRun) -> None:
 async def recreate(run: UpdateRun) -> None:
     record = run.record
     run_id = record.update_id
+    start_first = record.update_order == "start-first"
     for service in run.layout.app_order:
         target = record.services[service]
         assert target.target_digest is not None
@@ -143,12 +145,18 @@ async def recreate(run: UpdateRun) -> None:
             intent = to_record(await run.deps.engine.prepare_recreate(container_id, run_id))
             record.retained = [*record.retained, intent]
             await run.save()
-            retained = await run.deps.engine.recreate(
-                container_id, target.target_digest, run_id, run.settings.stop_timeout
-            )
+            if start_first:  # the old one keeps serving until the new one is healthy
+                retained = await run.deps.engine.start_alongside(
+                    container_id, target.target_digest, run_id
+                )
+            else:
+                retained = await run.deps.engine.recreate(
+                    container_id, target.target_digest, run_id, run.settings.stop_timeout
+                )
             record.retained = [*record.retained[:-1], to_record(retained)]
             await run.save()
-            run.log(f"recreated {service} as {retained.new_id[:12]}")
+            done = "started next to the old one" if start_first else "recreated"
+            run.log(f"{done}: {service} as {retained.new_id[:12]}")
 
 
 async def healthcheck(run: UpdateRun) -> None:
@@ -161,17 +169,42 @@ async def healthcheck(run: UpdateRun) -> None:
         run.log(f"{record.service} healthy and stable for {settings.stability_window:g} s")
 
     await gather_first_error(gate(record) for record in run.record.retained)
+    beside = _beside(run)  # start-first: probe the new containers, not the service names
     for probe in settings.health_probes:
-        await run.deps.prober.check(probe.url, probe.expect_status, probe.timeout)
-        run.log(f"probe {probe.url} answered {probe.expect_status}")
+        url = beside(probe.service, probe.url)
+        await run.deps.prober.check(url, probe.expect_status, probe.timeout)
+        run.log(f"probe {url} answered {probe.expect_status}")
     version_probe = settings.version_probe
     if version_probe is not None and run.record.target_version:
-        reported = await run.deps.prober.version(version_probe.url, version_probe.json_field, 10)
+        url = beside(version_probe.service, version_probe.url)
+        reported = await run.deps.prober.version(url, version_probe.json_field, 10)
         if reported != run.record.target_version:
             raise EngineError(
                 f"{version_probe.service} reports version {reported}, "
                 f"expected {run.record.target_version}"
             )
+    if run.record.update_order == "start-first":
+        for record in run.record.retained:  # the healthy new containers take over
+            await run.deps.engine.promote(from_record(record), settings.stop_timeout)
+            run.log(f"{record.service}: the new version serves; the old one stopped and kept")
+
+
+def _beside(run: UpdateRun) -> Callable[[str, str], str]:
+    """A probe URL aimed at the service, re-aimed at its new container started alongside
+    (by container name, which Docker's DNS resolves), in a start-first run."""
+    run_id = run.record.update_id
+    names = {r.service: f"{r.name}{NEXT_SUFFIX}{run_id}" for r in run.record.retained}
+
+    def aim(service: str, url: str) -> str:
+        if run.record.update_order != "start-first" or service not in names:
+            return url
+        parts = urlsplit(url)
+        if parts.hostname != service:
+            return url
+        netloc = names[service] + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    return aim
 
 
 def migrations_image(run: UpdateRun) -> str:

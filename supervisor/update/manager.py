@@ -34,6 +34,7 @@ from supervisor.oplock import StackLease, StackLock
 from supervisor.registry.protocol import RegistryClient
 from supervisor.update.events import EventLog, event_log_path, replay
 from supervisor.update.freshness import ReleaseWatch
+from supervisor.update.image_config import image_config, labels_of
 from supervisor.update.models import Acknowledgement, RunEvent, RunRecord, StartRequest
 from supervisor.update.recovery import recover
 from supervisor.update.release import (
@@ -46,6 +47,8 @@ from supervisor.update.release import (
 from supervisor.update.run import RunDeps, UpdateRun, result_payload
 from supervisor.update.stack import StackView, inspect_stack
 from supervisor.update.stages import Stage
+from supervisor.update.update_order import UpdateOrder
+from supervisor.update.update_order import choose as choose_update_order
 
 _LOGGER = logging.getLogger(__name__)
 KEEP_EVENT_LOGS = 20
@@ -217,13 +220,17 @@ class UpdateManager:
             problems = self.blockers(stack, release, request.force)
             if problems:
                 raise problems[0]
+            order = await self.update_order(stack, release)
             record = stack.new_record(
                 update_id=secrets.token_hex(6),
                 request=request,
                 release=release,
                 trigger=trigger,
                 rehearse=self.rehearsal_possible(stack),
+                update_order=order.order,
             )
+            if order.why_not:
+                record.warnings = [order.why_not]
             # StackBusy (409) when a restore holds it; released when the run task ends.
             lease = await self.stack_lock.acquire("update", update_id=record.update_id)
             try:
@@ -245,6 +252,18 @@ class UpdateManager:
             for callback in self.on_started:
                 callback(record)
             return record
+
+    async def update_order(self, stack: StackView, release: Release) -> UpdateOrder:
+        """Stop-first, or start-first when every condition holds (update_order.py)."""
+
+        async def migrations_labels() -> dict[str, str]:
+            service = self.settings.service_for(Role.MIGRATIONS) or self.settings.app_services[-1]
+            reference = release.images.get(service)
+            if reference is None or reference.digest is None:
+                return {}
+            return labels_of(await image_config(self._registry, reference, reference.digest))
+
+        return await choose_update_order(self.settings, stack, release, migrations_labels)
 
     def rehearsal_possible(self, stack: StackView) -> bool:
         return (

@@ -136,6 +136,9 @@ class RunRecord(_Model):
     rollback: RollbackJournal | None = None
     kept: list[str] = Field(default_factory=list)  # artifacts kept for the operator
     acknowledged: Acknowledgement | None = None
+    # start-first: the new containers start next to the old ones, which serve until the new
+    # ones are healthy; its rollback keeps the database (supervisor.update.update_order).
+    update_order: Literal["stop-first", "start-first"] = "stop-first"
 
     @property
     def blocking(self) -> bool:

@@ -38,6 +38,9 @@ class Release:
     version: str
     images: dict[str, ImageReference]  # service → reference, pinned once resolved
     source: str  # "explicit", "manifest", "tags"
+    # The manifest says its migrations only expand the schema (the old version still works
+    # on it): what start-first updates need (supervisor.update.update_order).
+    compatible_migrations: bool = False
 
 
 def parse_version(text: str) -> Version:
@@ -91,6 +94,14 @@ def latest_in_channel(tags: Sequence[str], channel: str) -> str | None:
     return best[1] if best else None
 
 
+def manifest_compatible(raw: bytes) -> bool:
+    """``"compatible_migrations": true`` in a release manifest (anything else is false)."""
+    try:
+        return json.loads(raw).get("compatible_migrations") is True
+    except (ValueError, AttributeError):
+        return False
+
+
 def parse_manifest(raw: bytes, managed: Sequence[str]) -> tuple[str, dict[str, ImageReference]]:
     """Validate a release manifest; every service it names must be managed."""
     try:
@@ -138,13 +149,13 @@ class ReleaseResolver:
 
     async def resolve(self, version: str | None, channel: str) -> Release:
         manifest_images: dict[str, ImageReference] = {}
-        source = "explicit"
+        source, compatible = "explicit", False
         if self._fetch_manifest is not None:
-            manifest_version, listed = parse_manifest(
-                await self._fetch_manifest(), list(self._current)
-            )
+            raw = await self._fetch_manifest()
+            manifest_version, listed = parse_manifest(raw, list(self._current))
             if version is None or parse_version(version) == parse_version(manifest_version):
                 version, manifest_images, source = manifest_version, listed, "manifest"
+                compatible = manifest_compatible(raw)
         if version is None:
             version = await self.latest(channel)
             source = "tags"
@@ -155,7 +166,9 @@ class ReleaseResolver:
         for service, current in self._current.items():
             wanted = manifest_images.get(service) or current.with_tag(version)
             images[service] = await self._pin(service, wanted, version)
-        return Release(version=version, images=images, source=source)
+        return Release(
+            version=version, images=images, source=source, compatible_migrations=compatible
+        )
 
     async def _pin(self, service: str, reference: ImageReference, version: str) -> ImageReference:
         try:

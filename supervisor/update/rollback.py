@@ -134,7 +134,16 @@ async def roll_back(run: UpdateRun) -> None:
         await _stop_new(run)
         await remove_one_shots(run)
         if _data_touched(run) and record.snapshot_id:
-            await _restore_data(run, record.snapshot_id)
+            if record.update_order == "start-first":
+                await _warn_once(
+                    run,
+                    "the database was kept as the new version left it: this release declared "
+                    "backward-compatible migrations, and a restore would lose what users "
+                    f"wrote meanwhile; snapshot {record.snapshot_id} is kept for a manual "
+                    "restore",
+                )
+            else:
+                await _restore_data(run, record.snapshot_id)
         await _put_back_old(run)
         await start_previous(run)
         await write_pins(run.deps, record, target=False)

@@ -51,6 +51,8 @@ class StackView:
     version: str | None
     # every managed service (all roles): missing, restarting, running …
     status: dict[str, ServiceStatus] = field(default_factory=dict)
+    # app service → the host ports its containers publish (start-first cannot run them twice)
+    published: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def missing(self) -> list[str]:
@@ -63,6 +65,7 @@ class StackView:
         release: Release,
         trigger: str,
         rehearse: bool,
+        update_order: str = "stop-first",
     ) -> RunRecord:
         services = {
             name: target.model_copy(
@@ -85,6 +88,7 @@ class StackView:
             target_version=release.version,
             services=services,
             rehearse=rehearse,
+            update_order=update_order,
         )
 
 
@@ -135,7 +139,12 @@ async def inspect_stack(
         postgres_container=_first_container(discovered, settings.service_for(Role.POSTGRES)),
     )
     status = {name: _status(discovered.get(name)) for name in settings.services}
-    return StackView(layout, targets, repositories, version, status)
+    published = {
+        name: tuple(sorted({p for c in discovered[name].containers for p in c.published_ports}))
+        for name in settings.app_services
+        if name in discovered
+    }
+    return StackView(layout, targets, repositories, version, status, published)
 
 
 def _status(service: StackService | None) -> ServiceStatus:

@@ -39,6 +39,11 @@ def _migrating(run: UpdateRun) -> bool:
     return run.layout.migrations_container is not None
 
 
+def _stopping(run: UpdateRun) -> bool:
+    """start-first keeps the old version serving until the new one is healthy."""
+    return run.record.update_order == "stop-first"
+
+
 @dataclass(frozen=True)
 class StageSpec:
     stage: Stage
@@ -65,7 +70,7 @@ STEPS: dict[Stage, StageSpec] = {
                   "Rehearsing migrations on a copy of the database",
                   actions.rehearse, rollback.abandon, _rehearsing),
         StageSpec(Stage.STOP, Zone.STOPPED, 50, "Stopping application services",
-                  actions.stop_apps, rollback.restart_stopped),
+                  actions.stop_apps, rollback.restart_stopped, _stopping),
         StageSpec(Stage.BACKUP, Zone.STOPPED, 55, "Snapshotting databases",
                   actions.backup, rollback.restart_stopped),
         StageSpec(Stage.MIGRATE, Zone.CHANGED, 65, "Running database migrations",
@@ -118,7 +123,8 @@ def allowed(current: Stage | None, target: Stage) -> bool:
 def next_forward(run: UpdateRun, current: Stage | None) -> Stage | None:
     """The forward stage after ``current`` that applies to this run (None: the end).
 
-    Optional stages (rehearse, migrate) are skipped only when they do not apply;
+    Optional stages (rehearse, migrate; stop in a start-first run) are skipped only when
+    they do not apply;
     no mandatory stage (backup!) can ever be skipped.
     """
     start = 0 if current is None else FORWARD.index(current) + 1

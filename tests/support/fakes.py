@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor.const import RUN_LABEL, Role
+from supervisor.const import NEXT_SUFFIX, RUN_LABEL, Role
 from supervisor.engine.container_spec import RESTORED_FROM_LABEL
 from supervisor.engine.models import (
     ExecResult,
@@ -92,6 +92,7 @@ class FakeContainer:
     # which is why recovery must use ensure_running(stop_timeout=…).
     stop_pending: bool = False
     stop_lands: bool = False
+    published_ports: tuple[str, ...] = ()
 
 
 class FakeEngine:
@@ -161,6 +162,7 @@ class FakeEngine:
             image_id="id-" + c.image, repo_digest=c.image.split("@")[1] if "@" in c.image else None,
             state="running" if c.running else "exited", health="healthy" if c.running else None,
             restart_count=0, labels=dict(c.labels), restart_policy=dict(c.restart_policy),
+            published_ports=c.published_ports,
         )  # fmt: skip
 
     # --- Engine protocol ------------------------------------------------------------
@@ -176,7 +178,8 @@ class FakeEngine:
         self._land_stale_stops()
         services: dict[str, list[ServiceContainer]] = {}
         for c in self.containers.values():
-            if ".old-" not in c.name and "oneoff" not in c.labels:
+            beside = c.name.endswith(f"{NEXT_SUFFIX}{c.labels.get(RUN_LABEL)}")
+            if ".old-" not in c.name and "oneoff" not in c.labels and not beside:
                 services.setdefault(c.service, []).append(self._view(c))
         roles = roles or {}
         return {n: StackService(n, roles.get(n), tuple(cs)) for n, cs in services.items()}
@@ -245,6 +248,32 @@ class FakeEngine:
             **self._old_image_and_spec(old, policy),
         )  # fmt: skip
 
+    async def start_alongside(
+        self, container_id: str, image: str, run_id: str
+    ) -> RetainedContainer:
+        self._maybe_fail("start_alongside")
+        old = self.containers[container_id]
+        if old.published_ports:
+            raise EngineConflict(f"{old.name} publishes host ports: it cannot run twice")
+        new = self._add(old.service, image)
+        new.name, new.labels = f"{old.name}{NEXT_SUFFIX}{run_id}", {RUN_LABEL: run_id}
+        self.calls.append(("started_alongside", old.service))
+        await self._hang_if("start_alongside")
+        policy = dict(old.restart_policy)
+        return RetainedContainer(
+            old.service, old.name, new.id, old.id, f"{old.name}.old-{run_id}", policy,
+            old.running, **self._old_image_and_spec(old, policy),
+        )  # fmt: skip
+
+    async def promote(self, retained: RetainedContainer, stop_timeout: float) -> RetainedContainer:
+        self._maybe_fail("promote")
+        old, new = self.containers[retained.old_id], self.containers[retained.new_id]
+        old.restart_policy = {"Name": "no"}
+        await self.ensure_stopped(old.id, stop_timeout)
+        old.name, new.name = retained.old_name, retained.name
+        self.calls.append(("promoted", retained.service))
+        return retained
+
     def _old_image_and_spec(self, old: FakeContainer, policy: dict[str, Any]) -> dict[str, Any]:
         body = {"Image": old.image, "Labels": dict(old.labels), "RestartPolicy": dict(policy)}
         return {
@@ -261,6 +290,10 @@ class FakeEngine:
         self._maybe_fail("restore_retained")
         run_id = retained.old_name.removeprefix(f"{retained.name}.old-")
         self.containers.pop(retained.new_id, None)
+        beside = f"{retained.name}{NEXT_SUFFIX}{run_id}"
+        for c in list(self.containers.values()):
+            if c.name == beside and c.labels.get(RUN_LABEL) == run_id:
+                del self.containers[c.id]
         for c in list(self.containers.values()):
             if c.name == retained.name and c.id != retained.old_id:
                 if c.labels.get(RESTORED_FROM_LABEL) == retained.old_id:
