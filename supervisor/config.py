@@ -228,6 +228,9 @@ class Settings(BaseSettings):
     update_order: dict[ServiceName, Literal["stop-first", "start-first"]] = Field(
         default_factory=dict, description=f"{_MAP} of service=stop-first|start-first"
     )
+    # start-first: how long the old and new containers both answer to the service name
+    # before the old ones stop: at least the DNS cache time of the proxy in front.
+    start_first_drain: float = Field(2.0, ge=0, description="a number of seconds >= 0")
 
     # --- storage -------------------------------------------------------------------------
     backup_dir: Path = Field(Path("/backups"), description="a directory path")

@@ -40,8 +40,9 @@ SIDECAR_PROXY_GRANTS = {"CONTAINERS": "1", "IMAGES": "1", "EXEC": "1", "NETWORKS
 
 # Fixtures that bring a whole stack up: a test asking for one takes a minute or more,
 # most others seconds. ``stack`` is the shipped stack (tests/support/demo_stack.py),
-# ``compose_stack`` the test stack (tests/support/compose.py).
-STACK_FIXTURES = frozenset({"stack", "compose_stack"})
+# ``compose_stack`` the test stack (tests/support/compose.py), ``edge_stack`` its start-first
+# variant behind a proxy (tests/docker/test_start_first.py).
+STACK_FIXTURES = frozenset({"stack", "compose_stack", "edge_stack"})
 
 
 def brings_up_a_stack(item: pytest.Item) -> bool:

@@ -302,6 +302,9 @@ class DockerEngine:
     ) -> RetainedContainer:
         return await docker_retained.start_alongside(self, container_id, image, run_id)
 
+    async def share_aliases(self, retained: RetainedContainer) -> None:
+        await docker_retained.share_aliases(self, retained)
+
     async def promote(self, retained: RetainedContainer, stop_timeout: float) -> RetainedContainer:
         return await docker_retained.promote(self, retained, stop_timeout)
 

@@ -140,23 +140,29 @@ async def start_alongside(
     return _with(retained, new_id=new_id)
 
 
+async def share_aliases(engine: DockerEngine, retained: RetainedContainer) -> None:
+    """Give the new container started alongside the old one's network aliases, so the
+    service name resolves to both. Networks where it already has them are left alone (a
+    reconnect would cut what it serves)."""
+    old = await engine.inspect_container(retained.old_id)
+    new = await engine.inspect_container(retained.new_id)
+    have = (new.get("NetworkSettings") or {}).get("Networks") or {}
+    own = {retained.old_id, retained.old_id[:12]}
+    for network, endpoint in ((old.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        aliases = [a for a in endpoint.get("Aliases") or [] if a not in own]
+        if aliases and not set(aliases) <= set((have.get(network) or {}).get("Aliases") or []):
+            await engine.join_with_aliases(retained.new_id, network, aliases)
+
+
 async def promote(
     engine: DockerEngine, retained: RetainedContainer, stop_timeout: float
 ) -> RetainedContainer:
-    """The healthy new container takes over: the service's aliases, then the old one is
-    retired (restart policy ``no``, stopped, renamed ``.old-<run>``), then the name.
-
-    Traffic that resolves the service per request moves over while both run; the old one
-    finishes its requests on SIGTERM. Idempotent: a crash half-way is finished by a second
-    call (or undone by ``restore_retained``).
-    """
+    """The new container takes over: it shares the aliases (if not done yet), the old one
+    is retired (restart policy ``no``, stopped, renamed ``.old-<run>``), then the new one
+    takes the name. Idempotent: a crash half-way is finished by a second call (or undone
+    by ``restore_retained``)."""
+    await share_aliases(engine, retained)
     old = await engine.inspect_container(retained.old_id)
-    networks = (old.get("NetworkSettings") or {}).get("Networks") or {}
-    own = {retained.old_id, retained.old_id[:12]}
-    for network, endpoint in networks.items():
-        aliases = [a for a in endpoint.get("Aliases") or [] if a not in own]
-        if aliases:
-            await engine.join_with_aliases(retained.new_id, network, aliases)
     await engine.set_restart_policy(retained.old_id, {"Name": "no"})
     await docker_lifecycle.ensure_stopped(engine, retained.old_id, stop_timeout)
     if old["Name"].lstrip("/") != retained.old_name:

@@ -89,10 +89,15 @@ class Engine(Protocol):
         """
         ...
 
+    async def share_aliases(self, retained: RetainedContainer) -> None:
+        """The new container started alongside gets the old one's network aliases too: the
+        service name now resolves to both (each network once; idempotent)."""
+        ...
+
     async def promote(self, retained: RetainedContainer, stop_timeout: float) -> RetainedContainer:
-        """The new container started alongside takes over: the old one's aliases, then the
-        old one is stopped, its restart policy set to ``no`` and renamed ``<name>.old-<run>``,
-        then the new one takes the name. Idempotent."""
+        """The new container started alongside takes over: it shares the aliases (if not
+        yet), the old one is stopped, its restart policy set to ``no`` and renamed
+        ``<name>.old-<run>``, then the new one takes the name. Idempotent."""
         ...
 
     async def restore_retained(

@@ -184,9 +184,22 @@ async def healthcheck(run: UpdateRun) -> None:
                 f"expected {run.record.target_version}"
             )
     if run.record.update_order == "start-first":
-        for record in run.record.retained:  # the healthy new containers take over
-            await run.deps.engine.promote(from_record(record), settings.stop_timeout)
-            run.log(f"{record.service}: the new version serves; the old one stopped and kept")
+        await take_over(run)
+
+
+async def take_over(run: UpdateRun) -> None:
+    """start-first: the healthy new containers join the service's aliases; after the
+    drain (a proxy's DNS cache must see them before the old ones go) the old ones stop."""
+    engine, settings = run.deps.engine, run.settings
+    for record in run.record.retained:
+        await engine.share_aliases(from_record(record))
+    run.log(
+        f"new containers answer to the service names; draining {settings.start_first_drain:g} s"
+    )
+    await asyncio.sleep(settings.start_first_drain)
+    for record in run.record.retained:
+        await engine.promote(from_record(record), settings.stop_timeout)
+        run.log(f"{record.service}: the new version serves; the old one stopped and kept")
 
 
 def _beside(run: UpdateRun) -> Callable[[str, str], str]:

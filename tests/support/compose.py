@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,8 @@ from tests.support.dockercli import (
 from tests.support.testenv import ROOT, StackTestEnv
 
 STACK_FILE = ROOT / "tests" / "env" / "compose" / "stack.yml"
+# The services ``compose_project`` waits for before it hands the stack over.
+APP_STACK_SERVICES = ("postgres", "influxdb", "python_backend", "app")
 
 
 @dataclass
@@ -26,10 +28,13 @@ class ComposeProject:
     name: str
     file: Path
     env: dict[str, str] = field(repr=False)
+    # Further Compose files merged over ``file`` (``-f`` each, in order).
+    overrides: tuple[Path, ...] = ()
 
     def compose(self, *args: str, timeout: float = 300) -> str:
+        files = [arg for path in (self.file, *self.overrides) for arg in ("-f", str(path))]
         proc = subprocess.run(
-            ["docker-compose", "-p", self.name, "-f", str(self.file), *args],
+            ["docker-compose", "-p", self.name, *files, *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -63,11 +68,14 @@ def compose_project(
     app_version: str = "1.0.0",
     backend_version: str | None = None,
     images: dict[str, str] | None = None,
+    files: Sequence[Path] = (STACK_FILE,),
+    wait_for: Sequence[str] = APP_STACK_SERVICES,
 ) -> Iterator[ComposeProject]:
     """Bring the test stack up at the given fake-app version and wait until healthy.
 
     ``images`` overrides the stack file's variables (``APP_IMAGE``, ``BACKEND_IMAGE``), e.g. to
-    run images tagged ``:latest``."""
+    run images tagged ``:latest``. ``files`` are the Compose files (the first one and the
+    overrides merged over it); ``wait_for`` the services that must be healthy first."""
     name = "stsup" + secrets.token_hex(4)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -75,15 +83,16 @@ def compose_project(
         "STACKSUP_TEST_PID": str(os.getpid()),
         "POSTGRES_IMAGE": testenv.postgres_image,
         "INFLUXDB_IMAGE": testenv.influxdb_image,
+        "EDGE_PROXY_IMAGE": testenv.edge_proxy_image,
         "APP_IMAGE": testenv.fakeapp[app_version].pinned,
         "BACKEND_IMAGE": testenv.fakeapp[backend_version or app_version].pinned,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(12),
         **(images or {}),
     }
-    project = ComposeProject(name, STACK_FILE, env)
+    project = ComposeProject(name, files[0], env, tuple(files[1:]))
     try:
         project.compose("up", "-d", "--quiet-pull")
-        for service in ("postgres", "influxdb", "python_backend", "app"):
+        for service in wait_for:
             wait_healthy(project.container(service))
         yield project
     finally:

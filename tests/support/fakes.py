@@ -265,6 +265,10 @@ class FakeEngine:
             old.running, **self._old_image_and_spec(old, policy),
         )  # fmt: skip
 
+    async def share_aliases(self, retained: RetainedContainer) -> None:
+        self._maybe_fail("share_aliases")
+        self.calls.append(("shared_aliases", retained.service))
+
     async def promote(self, retained: RetainedContainer, stop_timeout: float) -> RetainedContainer:
         self._maybe_fail("promote")
         old, new = self.containers[retained.old_id], self.containers[retained.new_id]

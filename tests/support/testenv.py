@@ -37,6 +37,7 @@ class StackTestEnv:
     docker_proxy_image: str
     registry_image: str
     fakeapp: dict[str, ImageRef]
+    edge_proxy_image: str = "stacksup/edge-proxy:test"
 
     @property
     def registry_url(self) -> str:
@@ -59,4 +60,5 @@ def load_testenv() -> StackTestEnv | None:
         docker_proxy_image=data["docker_proxy"],
         registry_image=data["registry_image"],
         fakeapp={v: ImageRef(v, d["ref"], d["digest"]) for v, d in data["fakeapp"].items()},
+        edge_proxy_image=data.get("edge_proxy", StackTestEnv.edge_proxy_image),
     )

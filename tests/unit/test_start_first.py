@@ -31,8 +31,9 @@ def manifest(tmp_path: Path, compatible: bool, version: str = LATEST) -> str:
 @pytest.fixture
 async def start_first(tmp_path: Path) -> AsyncIterator[ApiWorld]:
     async with api_world(
-        tmp_path, update_order=BOTH, release_manifest_url=manifest(tmp_path, True)
-    ) as world:
+        tmp_path, update_order=BOTH, release_manifest_url=manifest(tmp_path, True),
+        start_first_drain="0.3",
+    ) as world:  # fmt: skip
         yield world
 
 
@@ -49,9 +50,18 @@ async def test_a_compatible_release_starts_next_to_the_old_version(start_first: 
     done = await world.manager.wait(record.update_id)
     assert done.state is Stage.COMPLETED, done.error
     assert Stage.STOP not in [t.stage for t in done.stages]  # nothing stopped up front
-    calls = [c for c in world.engine.calls if c[0] in ("started_alongside", "promoted", "stopped")]
-    # every new container is started (and health-checked) before any old one stops
-    assert [c[0] for c in calls] == ["started_alongside"] * 2 + ["promoted"] * 2
+    kinds = ("started_alongside", "shared_aliases", "promoted", "stopped")
+    calls = [c for c in world.engine.calls if c[0] in kinds]
+    # every new container is started (and health-checked) and answers to the service name
+    # before any old one stops
+    assert [c[0] for c in calls] == (
+        ["started_alongside"] * 2 + ["shared_aliases"] * 2 + ["promoted"] * 2
+    )
+    draining = [line for line in done.log_tail if "draining" in line]
+    assert draining == ["new containers answer to the service names; draining 0.3 s"]
+    swap = next(t for t in done.stages if t.stage is Stage.HEALTHCHECK)
+    assert swap.finished_at is not None
+    assert (swap.finished_at - swap.started_at).total_seconds() >= 0.3  # the drain is waited
     assert not any(c == ("stopped", "app") for c in world.engine.calls)
     names = {c.name for c in world.engine.containers.values()}
     assert not any("-next-" in name for name in names)  # promoted: they carry the names now
