@@ -274,6 +274,7 @@ class FakeEngine:
         old, new = self.containers[retained.old_id], self.containers[retained.new_id]
         old.restart_policy = {"Name": "no"}
         await self.ensure_stopped(old.id, stop_timeout)
+        await self._hang_if("promote")  # killed half-way: old stopped, names not swapped
         old.name, new.name = retained.old_name, retained.name
         self.calls.append(("promoted", retained.service))
         return retained

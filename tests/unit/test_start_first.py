@@ -7,14 +7,17 @@ tests/docker/test_start_first.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from supervisor.update.manager import UpdateManager
 from supervisor.update.stages import Stage
-from tests.support.api_world import LATEST, ApiWorld, api_world
+from tests.support.api_world import CURRENT, LATEST, VERSIONS, ApiWorld, api_world
+from tests.support.fakes import FakeRegistry
 
 pytestmark = pytest.mark.unit
 BOTH = "app=start-first,python_backend=start-first"
@@ -128,3 +131,36 @@ async def test_labels_opt_in_like_the_setting(tmp_path: Path) -> None:
         record = await world.start()
         assert record.update_order == "start-first"
         await world.manager.wait(record.update_id)
+
+
+@pytest.mark.parametrize(
+    ("hang", "stage"),
+    [("start_alongside", Stage.RECREATE), ("wait_healthy", Stage.HEALTHCHECK),
+     ("promote", Stage.HEALTHCHECK)],
+)  # fmt: skip
+async def test_a_crash_inside_a_start_first_run_recovers_without_a_restore(
+    start_first: ApiWorld, hang: str, stage: Stage
+) -> None:
+    """The process dies inside the start-first steps; the restarted sidecar puts the old
+    containers back (or leaves them serving) and never restores the database."""
+    world = start_first
+    world.engine.hang.add(hang)
+    record = await world.start()
+    for _ in range(400):
+        current = world.runtime.state.read_current()
+        if current is not None and current.state is stage:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)  # inside the hanging engine call
+    await world.manager.shutdown()  # killed: the journal stays as it was
+    world.engine.hang.clear()
+    restarted = UpdateManager(world.manager.deps, FakeRegistry(VERSIONS))
+    recovered = await restarted.startup()
+    assert recovered is not None
+    assert recovered.update_id == record.update_id
+    assert recovered.result is Stage.ROLLED_BACK, recovered.error
+    assert world.snapshots.restored == []
+    for service in ("app", "python_backend"):
+        assert world.engine.version_running(service) == CURRENT
+    assert not [c for c in world.engine.containers.values() if "-next-" in c.name]
+    assert not [c for c in world.engine.containers.values() if ".old-" in c.name]
