@@ -1,19 +1,23 @@
 """Benchmark: the sidecar's snapshot path against pg_dump / pg_restore run directly.
 
-    python bench/snapshot_bench.py [--gb 1.0] [--jobs 2]
+    python bench/snapshot_bench.py [--gb 1.0] [--jobs 2] [--repeat 3]
 
 Builds a PostgreSQL database of about ``--gb`` GB in a fresh container (the test
-image), then times:
+image), then times, in ``--repeat`` rounds that each run every path once:
 
 * direct dump:     ``pg_dump -Fc -f /tmp/direct.dump`` inside the container, to its own disk
-* sidecar dump:    ``SnapshotService.create`` through the docker-proxy: held snapshot and
-                   table checksums, stdout streamed out, hashed and fsynced in backups/
+* stream only:     ``pg_dump -Fc`` through exec and the docker-proxy into a hashing file sink
+* sidecar dump:    ``SnapshotService.create``: held snapshot, checksums on a second
+                   connection in that snapshot while pg_dump runs, stdout streamed out,
+                   hashed and fsynced in backups/
 * direct restore:  ``pg_restore --jobs=N`` of that file into a new database
+* stream only:     ``put_file`` of the dump, then ``pg_restore --jobs=N``
 * sidecar restore: ``SnapshotService.restore_postgres_into``: every snapshot file re-hashed,
                    the dump streamed in as a tar, ``pg_restore --jobs=N``, checksums verified
-* sidecar full restore: ``SnapshotService.restore`` (the above plus the swap by rename)
+                   on parallel connections
+* sidecar full restore (one run): ``SnapshotService.restore`` (plus the swap by rename)
 
-and prints throughput (database size / seconds) and the sidecar/direct ratio.
+and prints a table of medians (min-max) and direct/sidecar ratios, with the load average.
 Needs the test environment (``scripts/testenv up && scripts/testenv images``).
 """
 
@@ -21,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,25 +67,49 @@ ANALYZE events;
 """
 
 
-def report(label: str, seconds: float, size: int) -> float:
-    print(f"  {label:<34} {seconds:7.1f} s  {size / seconds / 1e6:7.1f} MB/s", flush=True)
-    return seconds
+@dataclass
+class Timings:
+    """Seconds of each run of one path, in the order of the rounds."""
+
+    label: str
+    runs: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def spread(self) -> str:
+        return f"{min(self.runs):.1f}-{max(self.runs):.1f}"
 
 
-async def best_of(
+async def timed(action: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await action()
+    return time.perf_counter() - started
+
+
+async def rounds(
     repeat: int,
-    action: Callable[[], Awaitable[Any]],
+    paths: list[tuple[Timings, Callable[[], Awaitable[Any]]]],
     cleanup: Callable[[], Awaitable[Any]] | None = None,
-) -> float:
-    """The fastest of ``repeat`` runs: other work on the machine only ever adds time."""
-    times: list[float] = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await action()
-        times.append(time.perf_counter() - started)
-        if cleanup is not None:
-            await cleanup()
-    return min(times)
+) -> None:
+    """Each round runs every path once, in turn: a change of the machine's load (other
+    work on it) then hits direct and sidecar runs alike, and each round gives a ratio."""
+    for number in range(repeat):
+        for timings, action in paths:
+            timings.runs.append(await timed(action))
+            if cleanup is not None:
+                await cleanup()
+        print(
+            f"  round {number + 1}: "
+            + ", ".join(f"{t.label} {t.runs[-1]:.1f} s" for t, _ in paths),
+            f"(load {load()})",
+            flush=True,
+        )
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def direct(pg: PostgresHandle, *argv: str) -> None:
@@ -125,18 +155,17 @@ async def compare(
     user = ["-U", pg.user]
     cid = pg.container_id
     pg.psql("SELECT count(*) FROM events")  # warm the cache for both sides alike
-    print(f"database {size / 1e6:.0f} MB, pg_restore --jobs={jobs}, best of {repeat}")
+    print(f"database {size / 1e6:.0f} MB, pg_restore --jobs={jobs}, median of {repeat}, "
+          f"load {load()}", flush=True)  # fmt: skip
 
     def in_thread(*argv: str) -> Callable[[], Awaitable[None]]:
         return lambda: asyncio.to_thread(direct, pg, *argv)
 
-    async def drop(name: str) -> None:
-        await asyncio.to_thread(direct, pg, "dropdb", *user, "--if-exists", name)
+    async def drop(*names: str) -> None:
+        for name in names:
+            await asyncio.to_thread(direct, pg, "dropdb", *user, "--if-exists", name)
 
     # --- dump -------------------------------------------------------------------------
-    direct_dump = report("direct pg_dump -Fc -f (own disk)", await best_of(
-        repeat, in_thread("pg_dump", "-Fc", *user, "-d", pg.database, "-f", "/tmp/direct.dump"),
-    ), size)  # fmt: skip
     stream_file = backups / "stream.dump"
 
     async def stream_dump() -> None:
@@ -144,13 +173,21 @@ async def compare(
         async with HashingFileSink(stream_file) as sink:
             await engine.exec(cid, ["pg_dump", "-Fc", *user, "-d", pg.database], stdout=sink)
 
-    stream_out = report("sidecar stream (exec → sink)", await best_of(repeat, stream_dump), size)
     created: list[Any] = []
 
     async def create() -> None:
         created.append(await service.create(SnapshotReason.MANUAL))
 
-    product_dump = report("sidecar snapshot (create)", await best_of(repeat, create), size)
+    direct_dump = Timings("direct pg_dump -Fc -f")
+    stream_out = Timings("stream only")
+    product_dump = Timings("create")
+    print("dump:", flush=True)
+    await rounds(repeat, [
+        (direct_dump, in_thread("pg_dump", "-Fc", *user, "-d", pg.database,
+                                "-f", "/tmp/direct.dump")),
+        (stream_out, stream_dump),
+        (product_dump, create),
+    ])  # fmt: skip
     manifest = created[-1]
     print(f"  dump file {manifest.file('postgres.dump').size / 1e6:.0f} MB")
 
@@ -161,9 +198,6 @@ async def compare(
             "pg_restore", *user, "-d", "r_direct", f"--jobs={jobs}", "/tmp/direct.dump"
         )()
 
-    restore_direct = report("direct pg_restore (own disk)", await best_of(
-        repeat, direct_restore, lambda: drop("r_direct")), size)  # fmt: skip
-
     async def stream_restore() -> None:
         await in_thread("createdb", *user, "r_stream")()
         await engine.put_file(cid, stream_file, "/tmp", name="stream.dump")
@@ -171,34 +205,49 @@ async def compare(
                                 "/tmp/stream.dump"])  # fmt: skip
         await in_thread("rm", "/tmp/stream.dump")()
 
-    stream_in = report("sidecar stream (put_file+restore)", await best_of(
-        repeat, stream_restore, lambda: drop("r_stream")), size)  # fmt: skip
-    product_restore = report("sidecar restore_postgres_into", await best_of(
-        repeat, lambda: service.restore_postgres_into(manifest.id, "r_product"),
-        lambda: drop("r_product")), size)  # fmt: skip
-    full = report("sidecar restore (swap)", await best_of(
-        1, lambda: service.restore(manifest.id)), size)  # fmt: skip
+    restore_direct = Timings("direct pg_restore")
+    stream_in = Timings("stream only")
+    product_restore = Timings("restore_postgres_into")
+    print("restore:", flush=True)
+    await rounds(repeat, [
+        (restore_direct, direct_restore),
+        (stream_in, stream_restore),
+        (product_restore, lambda: service.restore_postgres_into(manifest.id, "r_product")),
+    ], lambda: drop("r_direct", "r_stream", "r_product"))  # fmt: skip
+    full = await timed(lambda: service.restore(manifest.id))
     direct(pg, "rm", "-f", "/tmp/direct.dump")
 
-    print("ratios, direct time / sidecar time (1.0 = as fast as direct; target >= 0.9):")
+    print(f"\n{size / 1e6:.0f} MB database, median of {repeat} (min-max), load now {load()}")
+    print("| path | direct s | sidecar s | ratio (median) | ratio per round |")
+    print("|---|---:|---:|---:|---:|")
     for label, d, s in (
-        ("stream only: dump", direct_dump, stream_out),
-        ("stream only: restore", restore_direct, stream_in),
-        ("stream only: dump+restore", direct_dump + restore_direct, stream_out + stream_in),
-        ("with checksums: dump", direct_dump, product_dump),
-        ("with checksums: restore", restore_direct, product_restore),
-        ("with checksums: dump+restore", direct_dump + restore_direct,
-         product_dump + product_restore),
+        ("dump, stream only", [direct_dump], [stream_out]),
+        ("dump, with checksums (product)", [direct_dump], [product_dump]),
+        ("restore, stream only", [restore_direct], [stream_in]),
+        ("restore, with verification (product)", [restore_direct], [product_restore]),
+        ("dump + restore, product", [direct_dump, restore_direct],
+         [product_dump, product_restore]),
+        # The cost of the checksums alone: the product against the same transport.
+        ("checksums alone: dump (stream / product)", [stream_out], [product_dump]),
+        ("checksums alone: restore (stream / product)", [stream_in], [product_restore]),
     ):  # fmt: skip
-        print(f"  {label:<30} {d / s:5.2f}x")
-    print(f"  (full restore with the swap by rename: {full:.1f} s)")
+        d_med = sum(t.median for t in d)
+        s_med = sum(t.median for t in s)
+        per_round = [sum(t.runs[i] for t in d) / sum(t.runs[i] for t in s) for i in range(repeat)]
+        d_spread = d[0].spread() if len(d) == 1 else "-"
+        s_spread = s[0].spread() if len(s) == 1 else "-"
+        print(
+            f"| {label} | {d_med:.1f} ({d_spread}) | {s_med:.1f} ({s_spread}) "
+            f"| {d_med / s_med:.2f}x | {min(per_round):.2f}-{max(per_round):.2f}x |"
+        )
+    print(f"(full restore with the swap by rename, one run: {full:.1f} s)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.0, help="database size to build (GB)")
     parser.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs on both sides")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best is shown)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (the median is shown)")
     args = parser.parse_args()
     asyncio.run(run(args.gb, args.jobs, args.repeat))
 

@@ -33,7 +33,8 @@ from typing import Any
 from supervisor.exceptions import CommandFailed, EngineError, SnapshotCorrupt, SnapshotError
 from supervisor.snapshots import pg_commands as sql
 from supervisor.snapshots.models import FileEntry, InfluxBackup, PostgresDump
-from supervisor.snapshots.postgres import PostgresSnapshots, stderr_of
+from supervisor.snapshots.pg_commands import stderr_of
+from supervisor.snapshots.postgres import PostgresSnapshots
 from supervisor.snapshots.workdir import ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)

@@ -85,6 +85,24 @@ class TableStats(_Model):
     checksum: str
 
 
+class SequenceStats(_Model):
+    """A sequence's position (``last_value``, ``is_called``) as pg_dump recorded it.
+
+    Sequences are not transactional, so pg_dump reads the live value at some moment of
+    its run. ``moved_to`` is set when the value read at the end of the dump differs from
+    the one read before it began (writers were active): the value pg_dump saved then lies
+    between ``last_value`` and ``moved_to``, and a restore is checked against that range.
+    """
+
+    last_value: int
+    is_called: bool
+    moved_to: int | None = None
+
+
+# How the per-table checksums were computed (see supervisor.snapshots.checksum_sql).
+ChecksumMethod = Literal["text-v1", "row-v2"]
+
+
 class PostgresDump(_Model):
     """One database, dumped in custom format, plus what a faithful restore needs."""
 
@@ -104,6 +122,11 @@ class PostgresDump(_Model):
     # "schema.table" -> stats, taken in the very snapshot pg_dump used.
     tables: dict[str, TableStats] = Field(default_factory=dict)
     migration_revision: str | None = None
+    # Snapshots written before sequences and large objects were checksummed lack these
+    # (None: not checked); "text-v1" is the method of those older snapshots.
+    checksum_method: ChecksumMethod = "text-v1"
+    sequences: dict[str, SequenceStats] | None = None
+    large_objects: TableStats | None = None  # rows = number of large objects
 
 
 class InfluxBackup(_Model):

@@ -5,42 +5,24 @@ strings; the password only ever in ``PGPASSWORD``). Every command connects
 through the container's local socket as the configured user, with the client
 tools *of the server's own image*, so versions always match.
 
-Table stats: ``count(*)`` and ``sum(hashtextextended(ROW(r.*)::text, 0))`` per
-table, in one statement (``query_to_xml`` runs the per-table queries, so no
-function has to be created). The sum of 64-bit row hashes is independent of
-row order and needs no memory, unlike ``md5(string_agg(…))``, which cannot
-exceed 1 GB. Output settings (dates, floats, bytea) are fixed first so the
-text form of a row is the same at dump and at restore.
+The checksums' SQL is in :mod:`.checksum_sql`; the session that holds the dump's
+snapshot is built here (:func:`hold_snapshot`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 
-from supervisor.snapshots.models import TableStats
+from supervisor.exceptions import EngineError, SnapshotError
+from supervisor.snapshots.checksum_sql import (
+    PLAN_SQL,
+    SEQUENCES_SQL,
+    STABLE_OUTPUT,
+    quote_ident,
+    quote_literal,
+)
 
-# Same text form of every value wherever the stats are computed.
-STABLE_OUTPUT = (
-    "SET datestyle TO ISO, YMD; SET timezone TO 'UTC'; SET intervalstyle TO postgres; "
-    "SET extra_float_digits TO 3; SET bytea_output TO hex"
-)
-_ROW_STATS = (
-    "'SELECT count(*)::text || '':'' || coalesce(sum(hashtextextended(ROW(r.*)::text, 0)), 0)"
-    "::text AS s FROM ' || format('%I.%I', n.nspname, c.relname) || ' AS r'"
-)
-# A constant: no value is interpolated into it.
-TABLE_STATS_SQL = (
-    "SELECT 'stats=' || coalesce(json_object_agg(format('%I.%I', n.nspname, c.relname), "  # noqa: S608
-    f"(xpath('/row/s/text()', query_to_xml({_ROW_STATS}, false, true, '')))[1]::text "
-    "ORDER BY n.nspname, c.relname), '{}') "
-    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' "
-    "AND n.nspname !~ '^pg_(catalog|toast|temp_)' "
-    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
-    "AND d.objid = c.oid AND d.deptype = 'e')"
-)
 # Best effort: the schema_migrations table of our stack, or Alembic's version table.
 _LATEST = "'SELECT max({col})::text AS v FROM {table}'"
 REVISION_SQL = (
@@ -57,6 +39,7 @@ DATABASE_INFO_SQL = (
     "'encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate, "
     "'ctype', d.datctype, 'size', pg_database_size(d.oid), "
     "'version', current_setting('server_version'), "
+    "'version_num', current_setting('server_version_num')::int, "
     "'roles', (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles "
     "WHERE rolname !~ '^pg_'), "
     "'settings', (SELECT coalesce(json_agg(s ORDER BY s), '[]') FROM pg_db_role_setting r, "
@@ -66,12 +49,10 @@ DATABASE_INFO_SQL = (
 SIZE_SQL = "SELECT pg_database_size(current_database())"
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def stderr_of(err: SnapshotError | EngineError) -> str:
+    """The useful part of a failed command's message (its stderr), for an operator."""
+    text = err.message.split(": exited with code", 1)[-1]
+    return text.strip().removeprefix(str(err.details.get("exit_code", ""))).strip(": ")
 
 
 def conninfo(database: str) -> str:
@@ -107,10 +88,14 @@ def pg_dumpall_globals(user: str, database: str) -> list[str]:
     return ["pg_dumpall", "--globals-only", "-U", user, "-l", conninfo(database)]
 
 
-def pg_restore(user: str, database: str, path: str, jobs: int) -> list[str]:
+def pg_restore(
+    user: str, database: str, path: str, jobs: int, sections: Sequence[str] = ()
+) -> list[str]:
+    """Restore ``path`` (only ``sections``, e.g. ``pre-data``, ``data``, ``post-data``)."""
     return [
         "pg_restore", "-U", user, "-d", conninfo(database),
-        f"--jobs={max(1, jobs)}", "--exit-on-error", path,
+        f"--jobs={max(1, jobs)}", "--exit-on-error",
+        *(f"--section={section}" for section in sections), path,
     ]  # fmt: skip
 
 
@@ -169,13 +154,19 @@ def split_table_key(key: str) -> tuple[str, str]:
 
 
 def hold_snapshot(seconds: int) -> list[str]:
-    """The commands of a session that exports a snapshot for pg_dump and takes the table
-    stats in that very snapshot, then waits (until ended by the sidecar, or ``seconds``)."""
+    """The commands of the session that exports the snapshot pg_dump and the checksum
+    connections import, then waits (until ended by the sidecar, or ``seconds``).
+
+    Before the export it reads every sequence's position (sequences are not
+    transactional: pg_dump reads them later, so this is the lower end of what it saw);
+    after it, in the snapshot, the plan of the checksum work and the revision.
+    """
     return [
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        "SELECT 'snapshot=' || pg_export_snapshot()",
         STABLE_OUTPUT,
-        TABLE_STATS_SQL,
+        SEQUENCES_SQL,
+        "SELECT 'snapshot=' || pg_export_snapshot()",
+        PLAN_SQL,
         REVISION_SQL,
         "SELECT 'ready'",
         f"SELECT pg_sleep({int(seconds)})",
@@ -277,23 +268,17 @@ def is_kept_name(database: str, name: str) -> bool:
     return name == kept_database_name(database, tag)
 
 
+TAGS = ("snapshot", "sequences", "plan", "revision", "part")
+
+
 def tagged_lines(output: str) -> dict[str, str]:
     """``key=value`` lines printed by the holder session (other lines ignored)."""
     found: dict[str, str] = {}
     for line in output.splitlines():
         key, sep, value = line.partition("=")
-        if sep and key in ("snapshot", "stats", "revision"):
+        if sep and key in TAGS:
             found[key] = value
     return found
-
-
-def parse_table_stats(text: str) -> dict[str, TableStats]:
-    raw: dict[str, str] = json.loads(text)
-    stats: dict[str, TableStats] = {}
-    for table, value in raw.items():
-        rows, _, checksum = value.partition(":")
-        stats[table] = TableStats(rows=int(rows), checksum=checksum)
-    return stats
 
 
 def missing_roles_sql(globals_sql: str, missing: Sequence[str]) -> str:

@@ -2,8 +2,10 @@
 
 ::
 
-    sidecar ──exec──▶ postgres container: psql (holds snapshot S, takes table stats in S)
+    sidecar ──exec──▶ postgres container: psql: sequences, then exports snapshot S, plan
         │                                 pg_dump -Fc --snapshot=S ──stdout──┐
+        │                                 psql: SET TRANSACTION SNAPSHOT S;  │ (at the
+        │                                       checksums (pg_checksums)     │ same time)
         └── backups/.tmp-<id>/postgres.dump ◀── HashingFileSink ◀─────────────┘
 
 Why inside the container: the client tools of the server's own image always
@@ -11,8 +13,11 @@ match its version, and the sidecar needs no network path to the database.
 Why a held snapshot: the row counts and checksums recorded for the restore to
 be verified against must describe exactly the data pg_dump saw, even when the
 application keeps writing (a manual or pre-rollback snapshot); a session
-exports a snapshot, pg_dump imports it, and the same session takes the stats
-in it while the dump runs. Restore lives in :mod:`.postgres_restore`.
+exports a snapshot, pg_dump imports it, and so do the checksum connections,
+which run while pg_dump runs, so the dump takes as long as pg_dump alone.
+Sequences are not transactional: they are read before the export and again
+after pg_dump (see :class:`~.models.SequenceStats`). Restore lives in
+:mod:`.postgres_restore`.
 
 Credentials come from settings or, when unset, from the container's own
 ``POSTGRES_USER`` / ``POSTGRES_DB`` / ``POSTGRES_PASSWORD``. The password is
@@ -30,14 +35,24 @@ from typing import Any
 
 from supervisor.engine.protocol import Engine
 from supervisor.exceptions import BackupFailed, CommandFailed, EngineError, SnapshotError
+from supervisor.snapshots import checksum_sql as cs
+from supervisor.snapshots import pg_checksums
 from supervisor.snapshots import pg_commands as sql
 from supervisor.snapshots.const import (
     PG_APP_PREFIX,
     POSTGRES_DUMP_FILE,
     POSTGRES_GLOBALS_FILE,
 )
-from supervisor.snapshots.models import PostgresDump, TableStats
+from supervisor.snapshots.models import (
+    ChecksumMethod,
+    FileEntry,
+    PostgresDump,
+    SequenceStats,
+    TableStats,
+)
+from supervisor.snapshots.pg_commands import stderr_of
 from supervisor.snapshots.store import SnapshotWriter
+from supervisor.snapshots.together import together
 from supervisor.snapshots.workdir import ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,16 +86,39 @@ class _Lines:
     """An output sink for the snapshot-holding session: collects its tagged lines."""
 
     def __init__(self) -> None:
-        self.text = ""
+        self.data = bytearray()  # decoded whole: a chunk may end inside a UTF-8 character
         self.snapshot = asyncio.Event()
         self.ready = asyncio.Event()
 
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
     async def __call__(self, chunk: bytes) -> None:
-        self.text += chunk.decode("utf-8", "replace")
-        if "snapshot=" in self.text and "\n" in self.text.split("snapshot=", 1)[1]:
+        self.data += chunk
+        data = b"\n" + self.data
+        if b"\nsnapshot=" in data and b"\n" in data.split(b"\nsnapshot=", 1)[1]:
             self.snapshot.set()
-        if "\nready\n" in f"\n{self.text}":
+        if b"\nready\n" in data:
             self.ready.set()
+
+
+@dataclass
+class _Held:
+    """What the dump-side checksums found (sequences: before pg_dump, then as recorded)."""
+
+    tables: dict[str, TableStats]
+    large_objects: TableStats
+    before: dict[str, tuple[int, bool]]
+    revision: str
+    sequences: dict[str, SequenceStats] = field(default_factory=dict)
+
+
+def _holder_error(holder: asyncio.Task[Any]) -> str:
+    if not holder.done() or holder.cancelled() or holder.exception() is not None:
+        return "the snapshot session ended"
+    result = holder.result()
+    return result.stderr.strip() or f"psql exited with {result.exit_code}"
 
 
 async def _first(event: asyncio.Event, task: asyncio.Task[Any]) -> bool:
@@ -91,12 +129,6 @@ async def _first(event: asyncio.Event, task: asyncio.Task[Any]) -> bool:
     finally:
         waiter.cancel()
     return event.is_set()
-
-
-def stderr_of(err: SnapshotError | EngineError) -> str:
-    """The useful part of a failed command's message (its stderr), for an operator."""
-    text = err.message.split(": exited with code", 1)[-1]
-    return text.strip().removeprefix(str(err.details.get("exit_code", ""))).strip(": ")
 
 
 class PostgresSnapshots:
@@ -118,6 +150,7 @@ class PostgresSnapshots:
         self.timeout = timeout
         self.exec_timeout = exec_timeout
         self.restore_jobs = restore_jobs
+        self._cpus: asyncio.Future[int] | None = None
 
     @property
     def database(self) -> str:
@@ -129,6 +162,25 @@ class PostgresSnapshots:
         if self.credentials.password:
             env["PGPASSWORD"] = self.credentials.password
         return env
+
+    def cpus(self) -> asyncio.Future[int]:
+        """CPUs the database container may use (1 if that cannot be told); asked once,
+        so a caller can start the question early and others share the answer."""
+        if self._cpus is None:
+            self._cpus = asyncio.ensure_future(self._count_cpus())
+        return self._cpus
+
+    async def _count_cpus(self) -> int:
+        out = bytearray()
+
+        async def collect(chunk: bytes) -> None:
+            out.extend(chunk)
+
+        try:
+            await self.engine.exec(self.container_id, ["nproc"], stdout=collect, timeout=30)
+            return max(1, int(out.decode().strip() or 1))
+        except (CommandFailed, EngineError, ValueError):
+            return 1
 
     async def ensure_running(self, error: type[SnapshotError]) -> None:
         container = await self.engine.container(self.container_id)
@@ -145,8 +197,12 @@ class PostgresSnapshots:
         *commands: str,
         error: type[SnapshotError] = BackupFailed,
         purpose: str = "query",
+        timeout: float | None = None,
     ) -> str:
-        """Run SQL through psql in the container; failures become ``error`` with psql's words."""
+        """Run SQL through psql in the container; failures become ``error`` with psql's words.
+
+        ``timeout`` defaults to the short-command one; a long scan passes the operation's.
+        """
         argv = sql.psql(self.credentials.user, database, *commands)
         try:
             result_text = bytearray()
@@ -159,7 +215,7 @@ class PostgresSnapshots:
                 argv,
                 stdout=collect,
                 env=self.env(purpose),
-                timeout=self.exec_timeout,
+                timeout=timeout or self.exec_timeout,
             )
         except (CommandFailed, EngineError) as err:
             raise error(
@@ -195,24 +251,25 @@ class PostgresSnapshots:
         text = await self.maintenance(sql.database_exists(name), error=error, purpose="exists")
         return text.strip() == "1"
 
-    async def table_stats(self, database: str, error: type[SnapshotError]) -> dict[str, TableStats]:
-        text = await self.query(
-            database, sql.STABLE_OUTPUT, sql.TABLE_STATS_SQL, error=error, purpose="stats"
-        )
-        return sql.parse_table_stats(sql.tagged_lines(text)["stats"])
-
     # --- dump -----------------------------------------------------------------------
 
     async def dump(self, writer: SnapshotWriter) -> PostgresDump:
         """Globals and a consistent custom-format dump into ``writer``'s folder."""
         await self.ensure_running(BackupFailed)
-        info = await self.database_info()
-        async with ContainerWorkdir(self.engine, self.container_id, writer.snapshot_id) as work:
-            globals_entry = await self._dump_globals(work, writer)
-            dump_entry, held = await self._dump_database(work, writer)
+        workdir = ContainerWorkdir(self.engine, self.container_id, writer.snapshot_id)
+        try:  # (async with, but entered at the same time as the first query)
+            info, _ = await together(self.database_info(), workdir.__aenter__())
+            method = cs.method_for(int(info.get("version_num", 0)))
+            globals_entry, (dump_entry, held) = await together(
+                self._dump_globals(workdir, writer), self._dump_database(workdir, writer, method)
+            )
+        finally:
+            await workdir.__aexit__(None, None, None)
         _LOGGER.info(
-            "dumped PostgreSQL database %s: %d bytes, %d tables",
-            self.database, dump_entry.size, len(held["tables"]),
+            "dumped PostgreSQL database %s: %d bytes, %d tables, %d sequences, "
+            "%d large objects",
+            self.database, dump_entry.size, len(held.tables), len(held.sequences),
+            held.large_objects.rows,
         )  # fmt: skip
         return PostgresDump(
             database=self.database,
@@ -226,8 +283,11 @@ class PostgresSnapshots:
             globals_file=globals_entry.name,
             roles=list(info["roles"]),
             database_settings=list(info["settings"]),
-            tables=held["tables"],
-            migration_revision=held["revision"] or None,
+            tables=held.tables,
+            migration_revision=held.revision or None,
+            checksum_method=method,
+            sequences=held.sequences,
+            large_objects=held.large_objects,
         )
 
     async def _dump_globals(self, work: ContainerWorkdir, writer: SnapshotWriter) -> Any:
@@ -256,8 +316,9 @@ class PostgresSnapshots:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _dump_database(
-        self, work: ContainerWorkdir, writer: SnapshotWriter
-    ) -> tuple[Any, dict[str, Any]]:
+        self, work: ContainerWorkdir, writer: SnapshotWriter, method: ChecksumMethod
+    ) -> tuple[FileEntry, _Held]:
+        """pg_dump and the checksums at the same time, in one exported snapshot."""
         user, database = self.credentials.user, self.database
         lines = _Lines()
         holder_app = f"hold-{writer.snapshot_id}"
@@ -273,34 +334,71 @@ class PostgresSnapshots:
         )
         try:
             if not await _first(lines.snapshot, holder):
-                result = holder.result()
                 raise BackupFailed(
                     f"cannot open a snapshot of database {database!r} as {user!r}: "
-                    f"{result.stderr.strip() or 'psql exited with ' + str(result.exit_code)}"
+                    f"{_holder_error(holder)}"
                 )
             snapshot = sql.tagged_lines(lines.text)["snapshot"]
-            try:
-                async with writer.sink(POSTGRES_DUMP_FILE) as sink:
-                    await work.run(
-                        "pg_dump",
-                        sql.pg_dump(user, database, snapshot),
-                        stdout=sink,
-                        env=self.env(f"dump-{writer.snapshot_id}"),
-                        timeout=self.timeout,
-                    )
-            except CommandFailed as err:
-                raise BackupFailed(f"pg_dump of {database!r} failed: {stderr_of(err)}") from err
-            entry = writer.add(sink.entry)
-            if not await _first(lines.ready, holder):
-                raise BackupFailed(f"taking the table checksums of {database!r} failed")
-            tagged = sql.tagged_lines(lines.text)
-            held = {
-                "tables": sql.parse_table_stats(tagged["stats"]),
-                "revision": tagged.get("revision", ""),
-            }
+            entry, held = await together(
+                self._pg_dump(work, writer, snapshot),
+                self._checksums(work, lines, holder, snapshot, method),
+            )
+            # pg_dump has read every sequence by now: this is the upper end of what it saw.
+            after, _ = await together(
+                self.query(database, cs.SEQUENCES_SQL, purpose="sequences"),
+                asyncio.shield(self._end_holder(holder, holder_app)),
+            )
+            moved = cs.parse_sequences(sql.tagged_lines(after)["sequences"])
+            held.sequences = pg_checksums.sequence_stats(held.before, moved)
             return entry, held
         finally:
             await asyncio.shield(self._end_holder(holder, holder_app))
+
+    async def _pg_dump(self, work: ContainerWorkdir, writer: SnapshotWriter, snapshot: str) -> Any:
+        user, database = self.credentials.user, self.database
+        try:
+            async with writer.sink(POSTGRES_DUMP_FILE) as sink:
+                await work.run(
+                    "pg_dump",
+                    sql.pg_dump(user, database, snapshot),
+                    stdout=sink,
+                    env=self.env(f"dump-{writer.snapshot_id}"),
+                    timeout=self.timeout,
+                )
+        except CommandFailed as err:
+            raise BackupFailed(f"pg_dump of {database!r} failed: {stderr_of(err)}") from err
+        return writer.add(sink.entry)
+
+    async def _checksums(
+        self,
+        work: ContainerWorkdir,
+        lines: _Lines,
+        holder: asyncio.Task[Any],
+        snapshot: str,
+        method: ChecksumMethod,
+    ) -> _Held:
+        """The checksums in ``snapshot`` while pg_dump runs, on connections of their own.
+
+        One connection fewer than the container's CPUs (at least one): pg_dump's
+        compression keeps one CPU busy and must not wait for the checksums.
+        """
+        ready, cpus = await asyncio.gather(_first(lines.ready, holder), self.cpus())
+        if not ready:
+            raise BackupFailed(
+                f"taking the checksums of {self.database!r} failed: {_holder_error(holder)}"
+            )
+        tagged = sql.tagged_lines(lines.text)
+        workers = max(1, min(self.restore_jobs, cpus) - 1)
+        tables, large_objects = await pg_checksums.run_jobs(
+            self, self.database, cs.parse_plan(tagged["plan"]), method, workers,
+            snapshot=snapshot, work=work, error=BackupFailed,
+        )  # fmt: skip
+        return _Held(
+            tables=tables,
+            large_objects=large_objects,
+            before=cs.parse_sequences(tagged["sequences"]),
+            revision=tagged.get("revision", ""),
+        )
 
     async def _end_holder(self, holder: asyncio.Task[Any], application: str) -> None:
         if not holder.done():

@@ -5,8 +5,11 @@
     1. (caller) every snapshot file re-hashed against its manifest  ─ corrupt? stop here
     2. CREATE DATABASE <db>__restore_<id>   (owner, encoding, locale, settings as dumped)
     3. upload postgres.dump into the container (hash checked again) ─┐ any failure:
-    4. pg_restore --jobs=N --exit-on-error                           ├ drop the new
-    5. row counts and checksums == those recorded at dump time      ─┘ database, stop
+       (at the same time as 2)                                       │ drop the new
+    4. pg_restore --jobs=N --exit-on-error: pre-data + data, then    ├ database, stop
+       post-data while                                               │
+    5. rows, sequences, large objects == what was recorded at dump  ─┘
+       time (pg_checksums: parallel connections)
     6. one transaction: <db> → <db>__old_<id>, <db>__restore_<id> → <db>
        (connections refused and terminated first)
     7. DROP DATABASE <db>__old_<id>, unless the caller asked to keep it under its
@@ -36,6 +39,7 @@ import hashlib
 import logging
 import secrets
 from pathlib import Path
+from typing import Any
 
 from supervisor.exceptions import (
     CommandFailed,
@@ -43,25 +47,17 @@ from supervisor.exceptions import (
     RestoreFailed,
     SnapshotError,
 )
+from supervisor.snapshots import pg_checksums
 from supervisor.snapshots import pg_commands as sql
-from supervisor.snapshots.models import FileEntry, PostgresDump, TableStats
-from supervisor.snapshots.postgres import PostgresSnapshots, stderr_of
+from supervisor.snapshots.models import FileEntry, PostgresDump
+from supervisor.snapshots.pg_commands import stderr_of
+from supervisor.snapshots.postgres import PostgresSnapshots
 from supervisor.snapshots.workdir import ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
-
-
-def compare_stats(expected: dict[str, TableStats], actual: dict[str, TableStats]) -> list[str]:
-    """Human-readable differences between the dumped and the restored tables."""
-    problems = [f"table {t} is missing" for t in sorted(expected.keys() - actual.keys())]
-    problems += [f"unexpected table {t}" for t in sorted(actual.keys() - expected.keys())]
-    for table in sorted(expected.keys() & actual.keys()):
-        want, got = expected[table], actual[table]
-        if want.rows != got.rows:
-            problems.append(f"{table}: {got.rows} rows, {want.rows} when dumped")
-        elif want.checksum != got.checksum:
-            problems.append(f"{table}: same row count, different content")
-    return problems
+# Every row, sequence value and large object is in these; post-data only adds indexes,
+# constraints and triggers (pg_restore's documented split of an archive).
+DATA_SECTIONS = ("pre-data", "data")
 
 
 async def ensure_roles(pg: PostgresSnapshots, folder: Path, dump: PostgresDump) -> None:
@@ -83,37 +79,73 @@ async def ensure_roles(pg: PostgresSnapshots, folder: Path, dump: PostgresDump) 
 async def load_into(
     pg: PostgresSnapshots, folder: Path, dump: PostgresDump, entry: FileEntry, target: str
 ) -> None:
-    """Steps 2-5 into a new database ``target``, which is dropped again if any step fails."""
-    await pg.maintenance(
-        sql.create_database(target, dump.owner, dump.encoding, dump.collate, dump.ctype),
-        *(sql.database_setting(target, setting) for setting in dump.database_settings),
-        error=RestoreFailed,
-        purpose="create",
+    """Steps 2-5 into a new database ``target``, which is dropped again if any step fails.
+
+    The upload runs while the database is created. The restore runs in two parts, and
+    the checksums of the restored copy run while the second part (``post-data``:
+    indexes, constraints, triggers, which change no row, sequence or large object)
+    builds the indexes: neither waits for the other.
+    """
+    pg.cpus()  # asked now, answered by the time the checksums start
+    create = asyncio.ensure_future(
+        pg.maintenance(
+            sql.create_database(target, dump.owner, dump.encoding, dump.collate, dump.ctype),
+            *(sql.database_setting(target, setting) for setting in dump.database_settings),
+            error=RestoreFailed,
+            purpose="create",
+        )
     )
+    measuring: asyncio.Future[pg_checksums.Measured] | None = None
     try:
         # Named after the target: a retry after a crash starts by removing the old upload.
         tag = f"restore-{hashlib.sha256(target.encode()).hexdigest()[:12]}"
         async with ContainerWorkdir(pg.engine, pg.container_id, tag) as work:
-            uploaded = await work.upload(folder / entry.name, entry, pg.timeout)
-            try:
-                await work.run(
-                    "pg_restore",
-                    sql.pg_restore(pg.credentials.user, target, uploaded, pg.restore_jobs),
-                    env=pg.env("restore"),
-                    timeout=pg.timeout,
-                )
-            except CommandFailed as err:
-                raise RestoreFailed(f"pg_restore into {target!r} failed: {stderr_of(err)}") from err
-        restored = await pg.table_stats(target, RestoreFailed)
-        if problems := compare_stats(dump.tables, restored):
+            uploaded, _ = await asyncio.gather(
+                work.upload(folder / entry.name, entry, pg.timeout), create
+            )
+            await _pg_restore(pg, work, target, uploaded, "pg_restore", DATA_SECTIONS)
+            measuring = asyncio.ensure_future(
+                pg_checksums.measure(pg, target, dump.checksum_method, RestoreFailed)
+            )
+            await _pg_restore(pg, work, target, uploaded, "pg_restore_post", ("post-data",))
+        measured = await measuring
+        if problems := pg_checksums.differences(dump, measured):
             raise RestoreFailed(
                 f"the restored copy differs from the dump: {'; '.join(problems[:10])}",
                 problems=problems,
             )
     except BaseException:
-        await asyncio.shield(drop_quietly(pg, target))
+        if measuring is not None:
+            measuring.cancel()
+        # The CREATE DATABASE is let finish (it is short), so that what it created is
+        # dropped here rather than left behind.
+        waits: list[asyncio.Future[Any]] = [asyncio.shield(create)]
+        if measuring is not None:
+            waits.append(measuring)
+        await asyncio.gather(*waits, return_exceptions=True)
+        if create.done() and not create.cancelled() and create.exception() is None:
+            await asyncio.shield(drop_quietly(pg, target))
         raise
-    _LOGGER.info("restored %s into %s and verified %d tables", entry.name, target, len(restored))
+    _LOGGER.info(
+        "restored %s into %s and verified %d tables, %d sequences, %d large objects",
+        entry.name, target, len(measured.tables), len(measured.sequences),
+        measured.large_objects.rows,
+    )  # fmt: skip
+
+
+async def _pg_restore(
+    pg: PostgresSnapshots,
+    work: ContainerWorkdir,
+    target: str,
+    uploaded: str,
+    name: str,
+    sections: tuple[str, ...],
+) -> None:
+    argv = sql.pg_restore(pg.credentials.user, target, uploaded, pg.restore_jobs, sections)
+    try:
+        await work.run(name, argv, env=pg.env("restore"), timeout=pg.timeout)
+    except CommandFailed as err:
+        raise RestoreFailed(f"pg_restore into {target!r} failed: {stderr_of(err)}") from err
 
 
 async def drop_quietly(pg: PostgresSnapshots, name: str) -> None:

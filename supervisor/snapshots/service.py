@@ -8,19 +8,21 @@
           │ └──────▶ InfluxSnapshots  ──┴─ Engine.exec / put_file ─▶ database containers
           └── locate(role) → container id (Compose labels, or a test's own containers)
 
-One operation at a time (a lock): two dumps would compete for the disk and the
-preflight estimate would be wrong. Containers are looked up per operation, so a
-database container recreated since start-up is found again. Engine failures are
-reported as BackupFailed / RestoreFailed with what they interrupted.
+One operation at a time (a lock): two snapshots would compete for the disk and the
+preflight estimate would be wrong. Within a snapshot, PostgreSQL and InfluxDB are
+dumped at the same time (different containers, different files). Containers are
+looked up per operation, so a database container recreated since start-up is found
+again. Engine failures are reported as BackupFailed / RestoreFailed with what they
+interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supervisor.const import Role
 from supervisor.engine.protocol import Engine
@@ -37,12 +39,18 @@ from supervisor.snapshots.config_files import archive_config
 from supervisor.snapshots.const import CONFIG_ARCHIVE_FILE, SnapshotReason
 from supervisor.snapshots.disk import check_free_space, check_writable
 from supervisor.snapshots.influx import InfluxSnapshots
-from supervisor.snapshots.models import SnapshotManifest, new_snapshot_id
+from supervisor.snapshots.models import (
+    InfluxBackup,
+    PostgresDump,
+    SnapshotManifest,
+    new_snapshot_id,
+)
 from supervisor.snapshots.options import Locator, SnapshotOptions, tree_size
 from supervisor.snapshots.postgres import PostgresSnapshots, resolve_credentials
 from supervisor.snapshots.protocol import SnapshotProgress, SnapshotProgressCallback, Snapshots
 from supervisor.snapshots.retention import select_expired
-from supervisor.snapshots.store import SnapshotStore
+from supervisor.snapshots.store import SnapshotStore, SnapshotWriter
+from supervisor.snapshots.together import together
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +59,28 @@ def _report(progress: SnapshotProgressCallback | None, step: str, message: str, 
     _LOGGER.info("%s: %s", step, message)
     if progress is not None:
         progress(SnapshotProgress(step, message, pct))
+
+
+async def _dump_both(
+    pg: PostgresSnapshots | None,
+    influx: InfluxSnapshots | None,
+    writer: SnapshotWriter,
+    progress: SnapshotProgressCallback | None,
+) -> tuple[PostgresDump | None, InfluxBackup | None]:
+    """PostgreSQL and InfluxDB at the same time (different containers, different files):
+    the backup takes as long as the longer of the two, not their sum. If one fails the
+    other is stopped, and the caller's writer removes the whole folder."""
+    dumping: list[Awaitable[Any]] = []
+    if pg is not None:
+        _report(progress, "postgres", f"dumping PostgreSQL database {pg.database}", 5)
+        dumping.append(pg.dump(writer))
+    if influx is not None:
+        _report(progress, "influxdb", "backing up InfluxDB", 5)
+        dumping.append(influx.backup(writer))
+    results = await together(*dumping)
+    dump = next((r for r in results if isinstance(r, PostgresDump)), None)
+    backup = next((r for r in results if isinstance(r, InfluxBackup)), None)
+    return dump, backup
 
 
 class SnapshotService:
@@ -159,14 +189,10 @@ class SnapshotService:
         snapshot_id = new_snapshot_id()
         versions: dict[str, str] = {}
         async with self.store.begin(snapshot_id) as writer:
-            dump = influx_backup = None
-            if pg is not None:
-                _report(progress, "postgres", f"dumping PostgreSQL database {pg.database}", 5)
-                dump = await pg.dump(writer)
+            dump, influx_backup = await _dump_both(pg, influx, writer, progress)
+            if dump is not None:
                 versions["postgres"] = dump.server_version
-            if influx is not None:
-                _report(progress, "influxdb", "backing up InfluxDB", 60)
-                influx_backup = await influx.backup(writer)
+            if influx_backup is not None:
                 versions["influxdb"] = influx_backup.server_version
             if self.options.config_paths:
                 _report(progress, "config", "archiving config files", 90)
@@ -212,10 +238,13 @@ class SnapshotService:
         with_influxdb: bool = True,
     ) -> SnapshotManifest:
         _report(progress, "verify", f"checking every file of snapshot {snapshot_id}", 0)
-        manifest = await self.store.verify(snapshot_id)
+        manifest: SnapshotManifest
+        manifest, pg, influx = await together(
+            self.store.verify(snapshot_id), self._postgres(RestoreFailed),
+            self._influx(RestoreFailed),
+        )  # fmt: skip
         self.store.check_project(manifest)
         folder = self.store.path_of(snapshot_id)
-        pg, influx = await self._postgres(RestoreFailed), await self._influx(RestoreFailed)
         # Everything that can be checked is checked before the first change.
         if manifest.postgres is not None:
             pg = self._matching_postgres(pg, manifest)
@@ -262,15 +291,20 @@ class SnapshotService:
 
     async def restore_postgres_into(self, snapshot_id: str, database: str) -> None:
         async with self._lock:
-            manifest = await self.store.verify(snapshot_id)
+            manifest: SnapshotManifest
+            manifest, located = await together(
+                self.store.verify(snapshot_id), self._postgres(RestoreFailed)
+            )
             self.store.check_project(manifest)
-            pg = self._matching_postgres(await self._postgres(RestoreFailed), manifest)
+            pg = self._matching_postgres(located, manifest)
             assert manifest.postgres is not None
             if database in (pg.database, "postgres", "template0", "template1"):
                 raise RestoreFailed(f"refusing to restore a scratch copy over {database!r}")
             try:
-                await pg.ensure_running(RestoreFailed)
-                if await pg.database_exists(database, RestoreFailed):
+                _, exists = await together(
+                    pg.ensure_running(RestoreFailed), pg.database_exists(database, RestoreFailed)
+                )
+                if exists:
                     raise RestoreFailed(f"database {database!r} exists already; drop it first")
                 folder = self.store.path_of(snapshot_id)
                 await postgres_restore.ensure_roles(pg, folder, manifest.postgres)

@@ -11,11 +11,10 @@ import pytest
 
 from supervisor.api.errors import http_status
 from supervisor.exceptions import BackupFailed, DiskFull, InsufficientDiskSpace, SnapshotError
+from supervisor.snapshots import checksum_sql as cs
 from supervisor.snapshots import influx_commands as influx
 from supervisor.snapshots import pg_commands as pg
 from supervisor.snapshots.disk import DiskUsage, check_free_space
-from supervisor.snapshots.models import TableStats
-from supervisor.snapshots.postgres_restore import compare_stats
 from supervisor.snapshots.sink import write_error
 
 
@@ -26,6 +25,10 @@ def test_postgres_commands() -> None:
     assert pg.pg_restore("app", "appdb__restore_0123abcd", "/tmp/supervisor-x/postgres.dump", 4) == [
         "pg_restore", "-U", "app", "-d", "dbname='appdb__restore_0123abcd'", "--jobs=4",
         "--exit-on-error", "/tmp/supervisor-x/postgres.dump",
+    ]  # fmt: skip
+    assert pg.pg_restore("app", "r", "/tmp/d", 0, ("pre-data", "data")) == [
+        "pg_restore", "-U", "app", "-d", "dbname='r'", "--jobs=1", "--exit-on-error",
+        "--section=pre-data", "--section=data", "/tmp/d",
     ]  # fmt: skip
     assert pg.pg_dumpall_globals("app", "appdb") == [
         "pg_dumpall", "--globals-only", "-U", "app", "-l", "dbname='appdb'",
@@ -114,28 +117,23 @@ def test_dump_check_commands_and_listing() -> None:
         pg.split_table_key("a.b.c")
 
 
-def test_holder_output_and_stats_parsing() -> None:
+def test_holder_output_parsing() -> None:
     out = (
-        'snapshot=00000003-1\nstats={"public.t" : "3:-42", "a.\\"b\\"" : "0:0"}\nrevision=\nready\n'
+        'sequences={"public.s" : "7:true"}\nsnapshot=00000003-1\n'
+        "plan=[]\nrevision=\nready\nother=ignored\n"
     )
     tagged = pg.tagged_lines(out)
-    assert tagged["snapshot"] == "00000003-1"
-    assert tagged["revision"] == ""
-    assert pg.parse_table_stats(tagged["stats"]) == {
-        "public.t": TableStats(rows=3, checksum="-42"),
-        'a."b"': TableStats(rows=0, checksum="0"),
-    }
-    assert pg.hold_snapshot(60)[0] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-    assert pg.hold_snapshot(60)[-1] == "SELECT pg_sleep(60)"
-
-
-def test_compare_stats_names_each_difference() -> None:
-    want = {"t": TableStats(rows=3, checksum="1"), "u": TableStats(rows=1, checksum="2")}
-    got = {"t": TableStats(rows=3, checksum="9"), "v": TableStats(rows=0, checksum="0")}
-    assert compare_stats(want, got) == [
-        "table u is missing", "unexpected table v", "t: same row count, different content",
-    ]  # fmt: skip
-    assert compare_stats(want, dict(want)) == []
+    assert tagged == {
+        "sequences": '{"public.s" : "7:true"}', "snapshot": "00000003-1", "plan": "[]",
+        "revision": "",
+    }  # fmt: skip
+    commands = pg.hold_snapshot(60)
+    assert commands[0] == "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    assert commands[-1] == "SELECT pg_sleep(60)"
+    # Sequences are read before the export (the low end of what pg_dump sees).
+    assert commands.index(cs.SEQUENCES_SQL) < commands.index(
+        "SELECT 'snapshot=' || pg_export_snapshot()"
+    )
 
 
 def test_missing_roles_are_taken_from_the_globals_dump() -> None:
