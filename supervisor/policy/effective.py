@@ -152,32 +152,28 @@ class EffectivePolicy:
         where = f"file {env.policy_file}"
         values.update(file_values)
         sources.update(dict.fromkeys(file_values, where))
-        services = dict(env.services)
-        overrides = dict(values.get("signature_policy_overrides", env.signature_policy_overrides))
-        order: dict[str, int] = {}
-        update_order = dict(env.update_order)
+        services: dict[str, Any] = dict(env.services)
+        overrides: dict[str, Any] = dict(
+            values.get("signature_policy_overrides", env.signature_policy_overrides)
+        )
+        order: dict[str, Any] = {}
+        update_order: dict[str, Any] = dict(env.update_order)
+        # per-service settings: (setting, the [services.NAME] key, the label layer, merged)
+        layers = (
+            ("services", "role", labels.roles, services),
+            ("signature_policy_overrides", "signature_policy", labels.signature, overrides),
+            ("start_order", "start_order", labels.order, order),
+            ("update_order", "update_order", labels.update_order, update_order),
+        )
         per_service = document.services if document is not None else {}
-        for name, table in per_service.items():
-            if table.role is not None:
-                services[name] = table.role
-                sources["services"] = where
-            if table.signature_policy is not None:
-                overrides[name] = table.signature_policy
-                sources["signature_policy_overrides"] = where
-            if table.start_order is not None:
-                order[name] = table.start_order
-                sources["start_order"] = where
-            if table.update_order is not None:
-                update_order[name] = table.update_order
-                sources["update_order"] = where
-        for field, layer, into in (
-            ("services", labels.roles, services),
-            ("signature_policy_overrides", labels.signature, overrides),
-            ("start_order", labels.order, order),
-            ("update_order", labels.update_order, update_order),
-        ):
+        for field, key, _, into in layers:
+            for name, table in per_service.items():
+                if getattr(table, key) is not None:
+                    into[name] = getattr(table, key)
+                    sources[field] = where
+        for field, _, layer, into in layers:  # labels last: they win
             if layer:
-                into.update(layer)  # type: ignore[arg-type]
+                into.update(layer)
                 sources[field] = "label " + ",".join(sorted(layer))
         values["services"] = services
         values["update_order"] = update_order
