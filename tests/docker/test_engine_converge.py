@@ -50,8 +50,10 @@ def stop_in_background(cid: str) -> subprocess.Popen[bytes]:
     )
     time.sleep(0.5)
     state = inspect("container", cid)["State"]
-    assert state["Running"]
-    assert state["Status"] == "running"
+    if not (state["Running"] and state["Status"] == "running"):
+        proc.kill()  # reaped here, not left to warn in whichever test runs next
+        proc.wait()
+        raise AssertionError(f"the stop landed at once, so none is in flight: {state}")
     return proc
 
 

@@ -73,6 +73,9 @@ async def test_restore_twice_and_after_a_crash_half_way_converges(
         retained = await engine.recreate(old_id, target, "crash", stop_timeout=5)
         new_id = retained.new_id
         docker("start", old_id)
+        # The app stops at once on SIGTERM; a stopped (SIGSTOP) process cannot, so the
+        # dead client's stop stays in flight until its SIGKILL, however fast the machine.
+        docker("kill", "--signal=SIGSTOP", old_id)
         stale = stop_in_background(old_id)
         unjournaled = dataclasses.replace(retained, new_id="")
         restored = await engine.restore_retained(unjournaled, stop_timeout=5)
