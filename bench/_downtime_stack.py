@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from _events import EVENTS_SQL, events_rows
+
 from supervisor.const import RUN_LABEL
 from supervisor.engine.docker_engine import DockerEngine
 from tests.support.demo_stack import DemoStack, _set_env, http, wait_until_healthy
@@ -33,22 +35,10 @@ from tests.support.dockercli import ENGINE_SOCKET, docker, inspect
 
 LONG = 3600.0  # seconds any one command may take
 APP_SERVICES = ("python_backend", "app")  # start order; stopped in reverse
-# ~225 bytes per row on disk (heap + primary key), text that compresses like real data
-# (the same shape as bench/snapshot_bench.py): the bulk of the database, a table the
-# release's migrations do not touch, as most of a real database is.
-ROW_BYTES = 225
-EVENTS_SQL = """
-CREATE TABLE events (
-    id bigint PRIMARY KEY, at timestamptz NOT NULL, kind text NOT NULL,
-    payload text NOT NULL, value double precision, blob bytea);
-INSERT INTO events
-SELECT i, timestamptz '2024-01-01' + i * interval '1 second', 'kind-' || (i % 17),
-       md5(i::text) || ' ' || md5((i * 7)::text) || ' ' || repeat(chr(97 + i % 26), 40),
-       i / 7.0, decode(md5((i * 13)::text), 'hex')
-FROM generate_series(1, {rows}) i;
-CREATE INDEX events_at ON events (at);
-INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, {items}) g;
-"""
+# The bulk of the database (bench/_events.py), a table the release's migrations do not
+# touch, as most of a real database is; plus the app's items, which 1.1.0 backfills.
+ITEMS_SQL = "INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, {items}) g;\n"
+SEED_SQL = EVENTS_SQL + ITEMS_SQL
 # Not parallel: its workers need more shared memory than a container's 64 MB /dev/shm.
 VACUUM = "VACUUM (ANALYZE, PARALLEL 0)"
 # Written from inside the app container (it is on the stack's network; the host is not).
@@ -103,9 +93,9 @@ def psql(stack: DemoStack, sql: str) -> str:
 
 
 def seed(stack: DemoStack, gb: float, items: int, points: int) -> dict[str, Any]:
-    rows = max(1, int(gb * 1e9 / ROW_BYTES))
+    rows = events_rows(gb)
     started = time.perf_counter()
-    psql(stack, EVENTS_SQL.format(rows=rows, items=items))
+    psql(stack, SEED_SQL.format(rows=rows, items=items))
     # Hint bits and statistics set now, as on a database that has been running a while
     # (otherwise the first full read, the first dump, pays for them).
     psql(stack, VACUUM)

@@ -37,6 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _events import EVENTS_SQL, events_rows  # noqa: E402  (bench/, the script's directory)
+
 from supervisor.const import Role  # noqa: E402
 from supervisor.engine.docker_engine import DockerEngine  # noqa: E402
 from supervisor.snapshots import (  # noqa: E402
@@ -51,20 +53,7 @@ from tests.support.databases import PostgresHandle, postgres_container  # noqa: 
 from tests.support.dockercli import docker, exec_in  # noqa: E402
 from tests.support.testenv import load_testenv  # noqa: E402
 
-# ~225 bytes per row on disk (heap + primary key): text that compresses like real data.
-ROW_BYTES = 225
-BUILD_SQL = """
-CREATE TABLE events (
-    id bigint PRIMARY KEY, at timestamptz NOT NULL, kind text NOT NULL,
-    payload text NOT NULL, value double precision, blob bytea);
-INSERT INTO events
-SELECT i, timestamptz '2024-01-01' + i * interval '1 second', 'kind-' || (i % 17),
-       md5(i::text) || ' ' || md5((i * 7)::text) || ' ' || repeat(chr(97 + i % 26), 40),
-       i / 7.0, decode(md5((i * 13)::text), 'hex')
-FROM generate_series(1, {rows}) i;
-CREATE INDEX events_at ON events (at);
-ANALYZE events;
-"""
+BUILD_SQL = EVENTS_SQL + "ANALYZE events;\n"
 
 
 @dataclass
@@ -123,7 +112,7 @@ async def run(gb: float, jobs: int, repeat: int) -> None:
     proxy_id, proxy_url = start_docker_proxy(env, SIDECAR_PROXY_GRANTS)
     try:
         with postgres_container(env.postgres_image) as pg, tempfile.TemporaryDirectory() as tmp:
-            rows = int(gb * 1e9 / ROW_BYTES)
+            rows = events_rows(gb)
             print(f"building ~{gb:g} GB ({rows} rows) …", flush=True)
             started = time.perf_counter()
             exec_in(
