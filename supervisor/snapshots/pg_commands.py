@@ -268,7 +268,7 @@ def is_kept_name(database: str, name: str) -> bool:
     return name == kept_database_name(database, tag)
 
 
-TAGS = ("snapshot", "sequences", "plan", "revision", "part")
+TAGS = ("snapshot", "sequences", "plan", "revision")  # part= lines: checksum_sql.part_lines
 
 
 def tagged_lines(output: str) -> dict[str, str]:

@@ -256,15 +256,12 @@ class PostgresSnapshots:
     async def dump(self, writer: SnapshotWriter) -> PostgresDump:
         """Globals and a consistent custom-format dump into ``writer``'s folder."""
         await self.ensure_running(BackupFailed)
-        workdir = ContainerWorkdir(self.engine, self.container_id, writer.snapshot_id)
-        try:  # (async with, but entered at the same time as the first query)
-            info, _ = await together(self.database_info(), workdir.__aenter__())
-            method = cs.method_for(int(info.get("version_num", 0)))
+        info = await self.database_info()
+        method = cs.method_for(int(info.get("version_num", 0)))
+        async with ContainerWorkdir(self.engine, self.container_id, writer.snapshot_id) as workdir:
             globals_entry, (dump_entry, held) = await together(
                 self._dump_globals(workdir, writer), self._dump_database(workdir, writer, method)
             )
-        finally:
-            await workdir.__aexit__(None, None, None)
         _LOGGER.info(
             "dumped PostgreSQL database %s: %d bytes, %d tables, %d sequences, "
             "%d large objects",

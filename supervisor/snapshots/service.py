@@ -301,10 +301,8 @@ class SnapshotService:
             if database in (pg.database, "postgres", "template0", "template1"):
                 raise RestoreFailed(f"refusing to restore a scratch copy over {database!r}")
             try:
-                _, exists = await together(
-                    pg.ensure_running(RestoreFailed), pg.database_exists(database, RestoreFailed)
-                )
-                if exists:
+                await pg.ensure_running(RestoreFailed)  # "not running" first, as the clear error
+                if await pg.database_exists(database, RestoreFailed):
                     raise RestoreFailed(f"database {database!r} exists already; drop it first")
                 folder = self.store.path_of(snapshot_id)
                 await postgres_restore.ensure_roles(pg, folder, manifest.postgres)

@@ -8,32 +8,18 @@ catches a tar missing a shard. Nothing is restored and nothing is left behind.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
-from pathlib import Path
 
 import pytest
 
 from supervisor.exceptions import SnapshotCorrupt
 from supervisor.snapshots import SnapshotReason
-from tests.docker.conftest import SnapshotFactory
+from tests.docker.conftest import SnapshotFactory, rewrite_manifest_hash
 from tests.support import pg_state
 from tests.support.databases import InfluxHandle, PostgresHandle
 from tests.support.dockercli import exec_in
-
-
-def _rewrite_hash(folder: Path, name: str) -> None:
-    """Make the manifest agree with the file again: damage done at the source."""
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    data = (folder / name).read_bytes()
-    for entry in manifest["files"]:
-        if entry["name"] == name:
-            entry["sha256"] = hashlib.sha256(data).hexdigest()
-            entry["size"] = len(data)
-    path.write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +54,7 @@ async def test_check_passes_a_good_dump_and_refuses_a_damaged_one(
     if damage != "table-missing-from-the-dump":
         dump.write_bytes(bytes(data))
     if damage.endswith("at-the-source"):
-        _rewrite_hash(folder, "postgres.dump")
+        rewrite_manifest_hash(folder, "postgres.dump")
         await service.verify(manifest.id)  # the checksums alone do not notice
     if damage == "table-missing-from-the-dump":
         raw = json.loads((folder / "manifest.json").read_text())
@@ -100,7 +86,7 @@ async def test_check_reads_a_real_influx_1x_backup_and_refuses_one_missing_a_sha
     with tarfile.open(archive, "w") as rewritten:
         for member, content in kept:
             rewritten.addfile(member, io.BytesIO(content) if content is not None else None)
-    _rewrite_hash(archive.parent, "influxdb.tar")
+    rewrite_manifest_hash(archive.parent, "influxdb.tar")
 
     with pytest.raises(SnapshotCorrupt, match=r"influxdb.tar is not usable: .* which is missing"):
         await service.check(manifest.id)

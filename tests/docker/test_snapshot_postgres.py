@@ -9,7 +9,6 @@ identical to the dumped state, measured independently of the product
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from supervisor.api.errors import http_status
 from supervisor.exceptions import RestoreFailed, SnapshotCorrupt
 from supervisor.snapshots import SnapshotReason
-from tests.docker.conftest import SnapshotFactory
+from tests.docker.conftest import SnapshotFactory, rewrite_manifest_hash
 from tests.support import pg_state
 from tests.support.databases import PostgresHandle
 from tests.support.dockercli import ENGINE_SOCKET
@@ -166,7 +165,7 @@ async def test_a_dump_that_does_not_restore_leaves_the_live_database(
     data = bytearray(dump.read_bytes())
     data[len(data) // 2 : len(data) // 2 + 4096] = bytes(4096)
     dump.write_bytes(bytes(data))
-    _rewrite_manifest_hash(folder, "postgres.dump")
+    rewrite_manifest_hash(folder, "postgres.dump")
     pg_state.change(postgres)
     before = pg_state.state(postgres)
 
@@ -176,14 +175,3 @@ async def test_a_dump_that_does_not_restore_leaves_the_live_database(
     assert pg_state.state(postgres) == before
     assert pg_state.databases(postgres) == ["appdb", "postgres", "template0", "template1"]
     assert pg_state.container_leftovers(postgres) == ""
-
-
-def _rewrite_manifest_hash(folder: Path, name: str) -> None:
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    data = (folder / name).read_bytes()
-    for entry in manifest["files"]:
-        if entry["name"] == name:
-            entry["sha256"] = hashlib.sha256(data).hexdigest()
-            entry["size"] = len(data)
-    path.write_text(json.dumps(manifest))
