@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from supervisor.const import RUN_LABEL
 from supervisor.engine.docker_engine import DockerEngine
 from tests.support.demo_stack import DemoStack, _set_env, http, wait_until_healthy
 from tests.support.dockercli import ENGINE_SOCKET, docker, inspect
+from tests.support.dockercli import exec_in as _exec_in
+from tests.support.sidecar_process import free_port
 
 LONG = 3600.0  # seconds any one command may take
 APP_SERVICES = ("python_backend", "app")  # start order; stopped in reverse
@@ -57,12 +58,6 @@ for start in range(0, n, 5000):
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def edit_env(stack: DemoStack, values: dict[str, str]) -> None:
     """What an operator does with an editor: change lines of the stack's ``.env``."""
     path = stack.stack_dir / ".env"
@@ -80,8 +75,8 @@ def publish_app_on_fixed_port(stack: DemoStack) -> str:
 
 
 def exec_in(container: str, *argv: str, stdin: str | None = None) -> str:
-    """``docker exec`` with room for a gigabyte restore (tests/support's has 300 s)."""
-    return docker("exec", "-i", container, *argv, stdin=stdin, timeout=LONG)
+    """``docker exec`` with room for a gigabyte restore."""
+    return _exec_in(container, *argv, stdin=stdin, timeout=LONG)
 
 
 def psql(stack: DemoStack, sql: str) -> str:

@@ -79,9 +79,9 @@ def wait_healthy(container: str, timeout: float = 90) -> None:
     raise AssertionError(f"{container} not healthy in {timeout}s: {state}\n{logs}")
 
 
-def exec_in(container: str, *argv: str, stdin: str | None = None) -> str:
+def exec_in(container: str, *argv: str, stdin: str | None = None, timeout: float = 300) -> str:
     """``docker exec`` an argv in a running container and return its stdout."""
-    return docker("exec", "-i", container, *argv, stdin=stdin)
+    return docker("exec", "-i", container, *argv, stdin=stdin, timeout=timeout)
 
 
 def service_containers(project: str, service: str, all_states: bool = False) -> list[str]:
