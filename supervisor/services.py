@@ -96,11 +96,6 @@ class Runtime:
     autopilot: Autopilot  # unattended updates
     notifier: Notifier
 
-    @property
-    def effective(self) -> Settings:
-        """The settings in force (the policy file and labels over the environment)."""
-        return self.policy.settings
-
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
         """Recover an interrupted run first, then serve; leave a running run to recovery."""
@@ -210,7 +205,9 @@ async def build_runtime(
 
         def policy_changed(new: Settings, notices: NotificationSettings | None) -> None:
             manager.use_settings(new)
-            if notices != channels[0]:  # a label change leaves the channels as they are
+            # A reload reads the file anew (its url/secret files too); a label change keeps
+            # the same document, and the channels as they are.
+            if notices is not channels[0]:
                 channels[0] = notices
                 notifier.reconfigure(notices or NotificationSettings())
 

@@ -19,7 +19,7 @@ from .body import query_int, read_json, read_model
 from .keys import POLICY
 from .reply import reply
 from .schemas import UnfreezeRequest, VersionMarkRequest
-from .update_handlers import TRIGGER_HEADER
+from .update_handlers import operator
 
 _KINDS = {"skip": "skipped", "snooze": "snoozed", "clear": "clear"}
 
@@ -30,11 +30,6 @@ def _policy(request: web.Request) -> Autopilot:
     return request.app[POLICY]
 
 
-def _operator(request: web.Request, given: str | None) -> str:
-    caller = "cli" if request.headers.get(TRIGGER_HEADER) == "cli" else "api"
-    return given or f"admin token ({caller})"
-
-
 async def policy_view(request: web.Request) -> web.Response:
     limit = query_int(request, "decisions", default=20, low=1, high=200)
     return reply(await _policy(request).view(limit))
@@ -43,19 +38,17 @@ async def policy_view(request: web.Request) -> web.Response:
 async def mark_version(request: web.Request) -> web.Response:
     body = await read_model(request, VersionMarkRequest)
     parse_version(body.version)  # 400 invalid_version for a non-version
-    if body.action == "snooze" and body.hours is None:
-        raise BadRequest("hours: required to snooze")
     if body.action != "snooze" and body.hours is not None:
         raise BadRequest("hours: only a snooze takes hours")
     mark = await _policy(request).mark(
-        body.version, _KINDS[body.action], _operator(request, body.operator), body.note, body.hours
+        body.version, _KINDS[body.action], operator(request, body.operator), body.note, body.hours
     )
     return reply({"version": body.version, "mark": mark.model_dump(mode="json") if mark else None})
 
 
 async def unfreeze(request: web.Request) -> web.Response:
     body = await read_model(request, UnfreezeRequest)
-    lifted = await _policy(request).unfreeze(_operator(request, body.operator), body.note)
+    lifted = await _policy(request).unfreeze(operator(request, body.operator), body.note)
     return reply({"unfrozen": lifted.model_dump(mode="json")})
 
 

@@ -32,6 +32,16 @@ from .schemas import AcknowledgeRequest, CancelRequest, HistoryPage, StartRespon
 TRIGGER_HEADER = "X-Supervisor-Trigger"
 
 
+def caller(request: web.Request) -> str:
+    """Who asked: ``cli`` when the CLI says so, otherwise ``api``."""
+    return "cli" if request.headers.get(TRIGGER_HEADER) == "cli" else "api"
+
+
+def operator(request: web.Request, given: str | None) -> str:
+    """The operator a record names: as given, or which kind of admin caller it was."""
+    return given or f"admin token ({caller(request)})"
+
+
 def check_version_length(value: object) -> None:
     """A version longer than any tag can be is ``invalid_version`` on start and plan alike."""
     if isinstance(value, str) and len(value) > MAX_VERSION_LENGTH:
@@ -45,8 +55,7 @@ async def start_update(request: web.Request) -> web.Response:
     data = await read_object(request)
     check_version_length(data.get("target_version"))
     body = validated(data, StartRequest)
-    trigger = "cli" if request.headers.get(TRIGGER_HEADER) == "cli" else "api"
-    record = await request.app[UPDATES].start(body, trigger=trigger)
+    record = await request.app[UPDATES].start(body, trigger=caller(request))
     answer = StartResponse(update_id=record.update_id, state=record.state)
     location = f"/admin/update/status?update_id={record.update_id}"
     return reply(answer, status=202, headers={"Location": location})
@@ -79,8 +88,7 @@ async def acknowledge_update(request: web.Request) -> web.Response:
     """200 with the record, ``acknowledged`` set (who, when, note); starts are allowed again."""
     body = await read_model(request, AcknowledgeRequest)
     update_id = checked_update_id(body.update_id)
-    caller = "cli" if request.headers.get(TRIGGER_HEADER) == "cli" else "api"
-    by = body.operator or f"admin token ({caller})"
+    by = operator(request, body.operator)
     try:
         record = await request.app[UPDATES].acknowledge(update_id, by, body.note)
     except NotFound as err:

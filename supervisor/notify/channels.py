@@ -23,6 +23,7 @@ import apprise
 
 from supervisor.exceptions import NotificationFailed
 
+from .config import scheme
 from .events import Notice, NotifyEvent
 from .signing import sign
 
@@ -70,9 +71,9 @@ class AppriseChannel:
     """
 
     def __init__(self, url: str, events: frozenset[NotifyEvent]) -> None:
-        scheme = url.split("://", 1)[0].lower() if "://" in url else "?"
-        self.kind = f"apprise:{scheme}"
-        self.label = f"apprise {scheme}://…"
+        kind = scheme(url).lower() or "?"
+        self.kind = f"apprise:{kind}"
+        self.label = f"apprise {kind}://…"
         self.events = events
         self._apprise = apprise.Apprise()
         if not self._apprise.add(url):

@@ -34,7 +34,8 @@ def read_url_file(path: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def _scheme(url: str) -> str:
+def scheme(url: str) -> str:
+    """The scheme of a URL (``json``, ``mailto`` …): all of one that may be shown."""
     return url.split("://", 1)[0] if "://" in url else ""
 
 
@@ -43,14 +44,14 @@ def check_apprise_url(url: str, where: str) -> None:
 
     Apprise is imported here, not at module level: the policy model must load without it.
     """
-    scheme = _scheme(url)
-    if not scheme:
+    kind = scheme(url)
+    if not kind:
         raise ValueError(f"{where} is not an Apprise URL (expected scheme://…)")
     import apprise
 
     if apprise.Apprise.instantiate(url) is None:
         raise ValueError(
-            f"{where}: Apprise cannot use this {scheme}:// URL (unknown service or a "
+            f"{where}: Apprise cannot use this {kind}:// URL (unknown service or a "
             "missing/invalid part; see the Apprise wiki for the service's URL form)"
         )
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from supervisor.exceptions import BadRequest, MarkNotFound, NotFrozen, SupervisorError
@@ -27,8 +27,8 @@ from supervisor.notify.messages import notice_for_run, notice_frozen, notice_upd
 from supervisor.policy.decide import Rules, Situation, decide
 from supervisor.policy.effective import EffectivePolicy, ServiceLabels
 from supervisor.policy.state import Decision, Freeze, PolicyState, PolicyStore, VersionMark
-from supervisor.policy.windows import next_opening
-from supervisor.update.models import RunRecord, StartRequest
+from supervisor.policy.windows import any_open, next_opening
+from supervisor.update.models import RunRecord, StartRequest, iso_z, utcnow
 from supervisor.update.release import newer_than_running
 from supervisor.update.stages import Stage
 
@@ -58,10 +58,6 @@ class NoNotices:
         _LOGGER.debug("notice (no notifier configured): %s", notice.title)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Autopilot:
     def __init__(
         self,
@@ -69,7 +65,7 @@ class Autopilot:
         store: PolicyStore,
         policy: EffectivePolicy,
         notices: NoticeSink | None = None,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
         created: Callable[[str], Any] | None = None,
     ) -> None:
         """``policy``: the configuration in force (a reload changes it between ticks).
@@ -135,7 +131,7 @@ class Autopilot:
     async def tick(self) -> Decision:
         """Decide once (and start the run if the decision is to apply)."""
         async with self._lock:
-            now, rules, state = self.clock(), self.rules(), await self.state()
+            now, state = self.clock(), await self.state()
             release = self.manager.watch.release
             latest = release.version if release is not None else None
             try:
@@ -303,14 +299,16 @@ class Autopilot:
         return {
             "auto_apply": rules.auto_apply.value,
             "windows": [str(w) for w in rules.windows],
-            "window_open": not rules.windows or any(w.contains(now) for w in rules.windows),
-            "next_window": _iso(opens) if rules.windows else None,
+            "window_open": any_open(rules.windows, now),
+            "next_window": iso_z(opens) if rules.windows else None,
             "maturity_hours": rules.maturity.total_seconds() / 3600,
             "maturity_from": rules.maturity_from,
             "hard_pin": rules.hard_pin,
             "frozen": state.frozen.model_dump(mode="json") if state.frozen else None,
-            "marks": [m.model_dump(mode="json") for m in _live(state.marks.values(), now)],
-            "bad_versions": sorted(v for v, m in state.marks.items() if m.kind == "bad"),
+            "marks": [
+                m.model_dump(mode="json") for v, m in state.marks.items() if state.mark_of(v, now)
+            ],
+            "bad_versions": _bad(state),
             "decisions": [d.model_dump(mode="json") for d in state.decisions[-decisions:]][::-1],
             "config": self.policy.describe(),
         }
@@ -321,7 +319,7 @@ class Autopilot:
         return {
             "mode": self.rules().auto_apply.value,
             "frozen": state.frozen.model_dump(mode="json") if state.frozen else None,
-            "bad_versions": sorted(v for v, m in state.marks.items() if m.kind == "bad"),
+            "bad_versions": _bad(state),
         }
 
 
@@ -329,12 +327,8 @@ def replace_decision(decision: Decision, action: str, reason: str) -> Decision:
     return decision.model_copy(update={"action": action, "reason": reason})
 
 
-def _live(marks: Iterable[VersionMark], now: datetime) -> list[VersionMark]:
-    return [m for m in marks if not (m.kind == "snoozed" and m.until and m.until <= now)]
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
+def _bad(state: PolicyState) -> list[str]:
+    return sorted(v for v, m in state.marks.items() if m.kind == "bad")
 
 
 __all__ = ["Autopilot", "NoNotices", "NoticeSink"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,16 +25,18 @@ from supervisor.config import SECRET_FIELDS, Settings
 from supervisor.const import ROLE_LABEL, Role
 from supervisor.engine.models import StackService
 from supervisor.exceptions import ConfigError, PolicyInvalid
-from supervisor.notify.config import NotificationSettings
+from supervisor.notify.config import NotificationSettings, scheme
 from supervisor.policy.decide import Rules
 from supervisor.policy.document import FIELDS, PolicyDocument, read_document, settings_values
 from supervisor.signatures.models import Policy
+from supervisor.update.models import iso_z, utcnow
+from supervisor.update.update_order import START_FIRST, STOP_FIRST
 
 _LOGGER = logging.getLogger(__name__)
 SIGNATURE_LABEL = "supervisor.signature_policy"
 ORDER_LABEL = "supervisor.start_order"
 UPDATE_ORDER_LABEL = "supervisor.update_order"
-UPDATE_ORDERS = ("stop-first", "start-first")
+UPDATE_ORDERS = (STOP_FIRST, START_FIRST)
 # The settings an operator decides (the policy file may set them); shown with their source.
 POLICY_FIELDS = (*FIELDS.values(), "services", "start_order", "update_order")
 
@@ -126,16 +128,10 @@ class EffectivePolicy:
         if labels.problems:
             raise PolicyInvalid("; ".join(labels.problems), problems=labels.problems)
         settings, sources = self._merge(document, labels)
-        if document is not None and document.notifications is not None:
-            try:  # the files it names must be readable now, not at the first notice
-                document.notifications.all_urls()
-                document.notifications.webhook_key()
-            except ValueError as err:
-                raise PolicyInvalid(str(err), problems=[str(err)]) from None
         self.document, self.labels, self.settings, self.sources = (
             document, labels, settings, sources,
         )  # fmt: skip
-        self.loaded_at = datetime.now(UTC)
+        self.loaded_at = utcnow()
         for listener in self.listeners:
             listener(settings, self.notifications)
 
@@ -221,9 +217,7 @@ class EffectivePolicy:
         notifications = self.notifications
         return {
             "policy_file": str(self.env.policy_file) if self.env.policy_file else None,
-            "loaded_at": self.loaded_at.isoformat().replace("+00:00", "Z")
-            if self.loaded_at
-            else None,
+            "loaded_at": iso_z(self.loaded_at),
             "settings": {
                 name: {"value": settings[name], "source": self.sources.get(name, "default")}
                 for name in POLICY_FIELDS
@@ -248,7 +242,7 @@ def _same(a: ServiceLabels, b: ServiceLabels) -> bool:
 def _channels(notifications: NotificationSettings) -> dict[str, Any]:
     """Where notices go, without a URL or token: the Apprise schemes and the events."""
     try:
-        schemes = [url.split("://", 1)[0] for url in notifications.all_urls()]
+        schemes = [scheme(url) for url in notifications.all_urls()]
     except ValueError as err:
         schemes = [f"unreadable: {err}"]
     return {

@@ -10,7 +10,7 @@ why, rather than with a blank memory that would re-apply a version marked bad.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -18,16 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supervisor.damage import DamageReport, quarantine
 from supervisor.statedir import atomic_write
+from supervisor.update.models import utcnow
 
 POLICY_STATE = "policy-state.json"
 KEEP_DECISIONS = 200
 KEEP_FIRST_SEEN = 200
 
 Action = Literal["apply", "wait", "none"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Model(BaseModel):

@@ -17,20 +17,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from supervisor.exceptions import SupervisorError
+from supervisor.update.models import iso_z, utcnow
 from supervisor.update.release import Release
 
 _LOGGER = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE = 60.0  # a failed check is retried after 1, 2, 4 … minutes, up to the interval
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -52,8 +49,9 @@ class ReleaseWatch:
 
     def succeeded(self, release: Release, channel: str, at: datetime | None = None) -> None:
         self.release, self.channel = release, channel
-        self.checked_at = at or _now()
+        self.checked_at = at or utcnow()
         self.failure = None
+        self.checked.set()  # the auto-apply loop decides on it now
 
     def failed(self, err: Exception, at: datetime | None = None) -> None:
         """Keep the last good answer; remember why this attempt failed (no paths, no URLs)."""
@@ -61,7 +59,7 @@ class ReleaseWatch:
             key, message = err.error_key, err.message
         else:
             key, message = "check_failed", f"the release check failed ({type(err).__name__})"
-        self.failure = CheckFailure(key, message, at or _now())
+        self.failure = CheckFailure(key, message, at or utcnow())
 
     def latest(self) -> dict[str, Any] | None:
         """The newest release known, or None before the first successful check."""
@@ -71,19 +69,19 @@ class ReleaseWatch:
             "version": self.release.version,
             "channel": self.channel,
             "services": {name: str(ref) for name, ref in self.release.images.items()},
-            "checked_at": _iso(self.checked_at),
+            "checked_at": iso_z(self.checked_at),
         }
 
     def check_status(self) -> dict[str, Any]:
         failure = self.failure
         return {
-            "checked_at": _iso(self.checked_at),
+            "checked_at": iso_z(self.checked_at),
             "error": None
             if failure is None
             else {
                 "error_key": failure.error_key,
                 "message": failure.message,
-                "at": _iso(failure.at),
+                "at": iso_z(failure.at),
             },
         }
 
@@ -146,9 +144,5 @@ def service_freshness(
         "latest": latest,
         "update_available": latest is not None
         and _behind(latest["tag"], current_tag, latest["digest"], current_digest),
-        "last_checked": _iso(watch.checked_at),
+        "last_checked": iso_z(watch.checked_at),
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None

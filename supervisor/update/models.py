@@ -26,6 +26,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_z(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z``, as every time the API serves outside a model."""
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
