@@ -459,6 +459,11 @@ class Settings(BaseSettings):
         """App services in start order (stop them in reverse)."""
         return self.services_with_role(Role.APP)
 
+    def migrations_source(self) -> str:
+        """The service whose target image the migrations run from: the migrations service,
+        else the last app service (its image carries the migrations)."""
+        return self.service_for(Role.MIGRATIONS) or self.app_services[-1]
+
     def service_for(self, role: Role) -> str | None:
         """The migrations, postgres or influxdb service, if one is managed."""
         return next(iter(self.services_with_role(role)), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 # Compose writes these on every container it creates (v1 and v2 alike).
@@ -22,6 +23,11 @@ RETAINED_SUFFIX = ".old-"
 NEXT_SUFFIX = "-next-"
 
 
+def next_name(name: str, run_id: str) -> str:
+    """Where a start-first run starts the new container, next to ``name``."""
+    return f"{name}{NEXT_SUFFIX}{run_id}"
+
+
 class Role(StrEnum):
     """What a managed service is, which decides how an update treats it."""
 
@@ -29,3 +35,9 @@ class Role(StrEnum):
     MIGRATIONS = "migrations"
     POSTGRES = "postgres"
     INFLUXDB = "influxdb"
+
+
+def is_next_container(name: str, labels: Mapping[str, str]) -> bool:
+    """A start-first run's new container, not promoted yet: not (yet) the service's."""
+    run_id = labels.get(RUN_LABEL)
+    return bool(run_id) and name.endswith(f"{NEXT_SUFFIX}{run_id}")

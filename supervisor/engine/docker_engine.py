@@ -36,6 +36,7 @@ from supervisor.const import (
     ROLE_LABEL,
     RUN_LABEL,
     Role,
+    is_next_container,
 )
 from supervisor.engine import (
     docker_files,
@@ -46,7 +47,6 @@ from supervisor.engine import (
     docker_scratch,
 )
 from supervisor.engine.docker_errors import engine_call, translate_pull
-from supervisor.engine.docker_retained import is_next_container
 from supervisor.engine.models import (
     ExecResult,
     OneShotResult,

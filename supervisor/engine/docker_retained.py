@@ -27,12 +27,15 @@ operator can leave behind, checking before each step:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from supervisor.const import COMPOSE_SERVICE_LABEL, NEXT_SUFFIX, RETAINED_SUFFIX, RUN_LABEL
+from supervisor.const import (
+    COMPOSE_SERVICE_LABEL,
+    RETAINED_SUFFIX,
+    RUN_LABEL,
+    next_name,
+)
 from supervisor.engine import docker_lifecycle
 from supervisor.engine.container_spec import RESTORED_FROM_LABEL, build_create_spec, restore_spec
 from supervisor.engine.models import RetainedContainer, ServiceContainer
@@ -95,17 +98,6 @@ async def recreate(
     return _with(retained, new_id=new_id)
 
 
-def next_name(name: str, run_id: str) -> str:
-    """Where a start-first run starts the new container, next to ``name``."""
-    return f"{name}{NEXT_SUFFIX}{run_id}"
-
-
-def is_next_container(name: str, labels: Mapping[str, str]) -> bool:
-    """A start-first run's new container, not promoted yet: not (yet) the service's."""
-    run_id = labels.get(RUN_LABEL)
-    return bool(run_id) and name.endswith(f"{NEXT_SUFFIX}{run_id}")
-
-
 async def start_alongside(
     engine: DockerEngine, container_id: str, image: str, run_id: str
 ) -> RetainedContainer:
@@ -157,11 +149,10 @@ async def share_aliases(engine: DockerEngine, retained: RetainedContainer) -> No
 async def promote(
     engine: DockerEngine, retained: RetainedContainer, stop_timeout: float
 ) -> RetainedContainer:
-    """The new container takes over: it shares the aliases (if not done yet), the old one
-    is retired (restart policy ``no``, stopped, renamed ``.old-<run>``), then the new one
-    takes the name. Idempotent: a crash half-way is finished by a second call (or undone
-    by ``restore_retained``)."""
-    await share_aliases(engine, retained)
+    """The new container, already sharing the aliases, takes over: the old one is retired
+    (restart policy ``no``, stopped, renamed ``.old-<run>``), then the new one takes the
+    name. Idempotent: a crash half-way is finished by a second call (or undone by
+    ``restore_retained``)."""
     old = await engine.inspect_container(retained.old_id)
     await engine.set_restart_policy(retained.old_id, {"Name": "no"})
     await docker_lifecycle.ensure_stopped(engine, retained.old_id, stop_timeout)
@@ -200,14 +191,10 @@ async def restore_retained(
 
 
 async def _remove_new(engine: DockerEngine, retained: RetainedContainer, run_id: str) -> None:
-    """Free the name: remove the run's new container, found by id, holding the name, or
-    started next to it (start-first) and not journaled before a crash."""
+    """Free the name: remove the run's new container, found by id or holding the name (a
+    start-first one not journaled before a crash is found by recovery's reconcile)."""
     if retained.new_id and retained.new_id != retained.old_id:
         await engine.remove_container(retained.new_id)
-    with contextlib.suppress(EngineNotFound):
-        beside = await engine.inspect_container(next_name(retained.name, run_id))
-        if (beside["Config"].get("Labels") or {}).get(RUN_LABEL) == run_id:
-            await engine.remove_container(beside["Id"])
     try:
         holder = await engine.inspect_container(retained.name)
     except EngineNotFound:

@@ -95,8 +95,8 @@ class Engine(Protocol):
         ...
 
     async def promote(self, retained: RetainedContainer, stop_timeout: float) -> RetainedContainer:
-        """The new container started alongside takes over: it shares the aliases (if not
-        yet), the old one is stopped, its restart policy set to ``no`` and renamed
+        """The new container started alongside, once it shares the aliases, takes over: the
+        old one is stopped, its restart policy set to ``no`` and renamed
         ``<name>.old-<run>``, then the new one takes the name. Idempotent."""
         ...
 

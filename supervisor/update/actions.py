@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from supervisor.const import NEXT_SUFFIX, Role
+from supervisor.const import next_name
 from supervisor.engine.models import PullProgress, RetainedContainer
 from supervisor.exceptions import EngineError, MigrationFailed, SignatureRefused
 from supervisor.signatures.models import Policy
@@ -205,8 +205,7 @@ async def take_over(run: UpdateRun) -> None:
 def _beside(run: UpdateRun) -> Callable[[str, str], str]:
     """A probe URL aimed at the service, re-aimed at its new container started alongside
     (by container name, which Docker's DNS resolves), in a start-first run."""
-    run_id = run.record.update_id
-    names = {r.service: f"{r.name}{NEXT_SUFFIX}{run_id}" for r in run.record.retained}
+    names = {r.service: next_name(r.name, run.record.update_id) for r in run.record.retained}
 
     def aim(service: str, url: str) -> str:
         if run.record.update_order != "start-first" or service not in names:
@@ -221,12 +220,9 @@ def _beside(run: UpdateRun) -> Callable[[str, str], str]:
 
 
 def migrations_image(run: UpdateRun) -> str:
-    for target in run.record.services.values():
-        if target.role is Role.MIGRATIONS and target.target_digest:
-            return target.target_digest
-    app = run.record.services[run.layout.app_order[-1]]
-    assert app.target_digest is not None
-    return app.target_digest
+    digest = run.record.services[run.settings.migrations_source()].target_digest
+    assert digest is not None
+    return digest
 
 
 async def gather_first_error(coroutines: Iterable[Coroutine[Any, Any, Any]]) -> None:

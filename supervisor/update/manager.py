@@ -257,8 +257,7 @@ class UpdateManager:
         """Stop-first, or start-first when every condition holds (update_order.py)."""
 
         async def migrations_labels() -> dict[str, str]:
-            service = self.settings.service_for(Role.MIGRATIONS) or self.settings.app_services[-1]
-            reference = release.images.get(service)
+            reference = release.images.get(self.settings.migrations_source())
             if reference is None or reference.digest is None:
                 return {}
             return labels_of(await image_config(self._registry, reference, reference.digest))
@@ -357,7 +356,6 @@ class UpdateManager:
             self.watch.failed(err)  # /admin/version reports it; the last good answer stays
             raise
         self.watch.succeeded(release, channel)
-        self.watch.checked.set()  # the auto-apply loop decides on it now
         return check_answer(self, stack)
 
     async def version_info(self) -> dict[str, Any]:

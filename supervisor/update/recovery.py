@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from supervisor.const import next_name
 from supervisor.update.completion import finish_completion
 from supervisor.update.events import EventLog
 from supervisor.update.models import RetainedRecord, RunError, RunRecord
@@ -68,14 +69,18 @@ async def recover(deps: RunDeps, app_order: list[str], events: EventLog) -> RunR
 
 
 async def _reconcile_retained(run: UpdateRun) -> None:
-    """Fill in new container ids the journal did not get to record before the crash."""
+    """Fill in new container ids the journal did not get to record before the crash: the
+    container holding the service's name (stop-first) or started next to it (start-first)."""
     record = run.record
     created = await run.deps.engine.run_containers(run.settings.compose_project, record.update_id)
     by_name = {c.name: c.id for c in created if c.labels.get("com.docker.compose.oneoff") != "True"}
     fixed: list[RetainedRecord] = []
     for retained in record.retained:
-        if not retained.new_id and retained.name in by_name:
-            retained = retained.model_copy(update={"new_id": by_name[retained.name]})
+        found = by_name.get(retained.name) or by_name.get(
+            next_name(retained.name, record.update_id)
+        )
+        if not retained.new_id and found:
+            retained = retained.model_copy(update={"new_id": found})
         fixed.append(retained)
     record.retained = fixed
     await run.save()

@@ -94,15 +94,9 @@ def latest_in_channel(tags: Sequence[str], channel: str) -> str | None:
     return best[1] if best else None
 
 
-def manifest_compatible(raw: bytes) -> bool:
-    """``"compatible_migrations": true`` in a release manifest (anything else is false)."""
-    try:
-        return json.loads(raw).get("compatible_migrations") is True
-    except (ValueError, AttributeError):
-        return False
-
-
-def parse_manifest(raw: bytes, managed: Sequence[str]) -> tuple[str, dict[str, ImageReference]]:
+def parse_manifest(
+    raw: bytes, managed: Sequence[str]
+) -> tuple[str, dict[str, ImageReference], bool]:
     """Validate a release manifest; every service it names must be managed."""
     try:
         data = json.loads(raw)
@@ -121,7 +115,9 @@ def parse_manifest(raw: bytes, managed: Sequence[str]) -> tuple[str, dict[str, I
             f"release manifest {version} names services this stack does not manage: "
             f"{', '.join(unknown)} (managed: {', '.join(managed)})"
         )
-    return version, {name: ImageReference.parse(str(ref)) for name, ref in services.items()}
+    images = {name: ImageReference.parse(str(ref)) for name, ref in services.items()}
+    # "compatible_migrations": true (nothing else) declares expand-only migrations
+    return version, images, data.get("compatible_migrations") is True
 
 
 class ReleaseResolver:
@@ -142,7 +138,7 @@ class ReleaseResolver:
     async def latest(self, channel: str) -> str | None:
         """The newest version available in ``channel`` (manifest first, then tags)."""
         if self._fetch_manifest is not None:
-            version, _ = parse_manifest(await self._fetch_manifest(), list(self._current))
+            version, _, _ = parse_manifest(await self._fetch_manifest(), list(self._current))
             return version
         repository = next(iter(self._current.values()))
         return latest_in_channel(await self._registry.list_tags(repository), channel)
@@ -151,11 +147,12 @@ class ReleaseResolver:
         manifest_images: dict[str, ImageReference] = {}
         source, compatible = "explicit", False
         if self._fetch_manifest is not None:
-            raw = await self._fetch_manifest()
-            manifest_version, listed = parse_manifest(raw, list(self._current))
+            manifest_version, listed, declared = parse_manifest(
+                await self._fetch_manifest(), list(self._current)
+            )
             if version is None or parse_version(version) == parse_version(manifest_version):
                 version, manifest_images, source = manifest_version, listed, "manifest"
-                compatible = manifest_compatible(raw)
+                compatible = declared
         if version is None:
             version = await self.latest(channel)
             source = "tags"

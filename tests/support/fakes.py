@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor.const import NEXT_SUFFIX, RUN_LABEL, Role
+from supervisor.const import RUN_LABEL, Role, is_next_container, next_name
 from supervisor.engine.container_spec import RESTORED_FROM_LABEL
 from supervisor.engine.models import (
     ExecResult,
@@ -178,7 +178,7 @@ class FakeEngine:
         self._land_stale_stops()
         services: dict[str, list[ServiceContainer]] = {}
         for c in self.containers.values():
-            beside = c.name.endswith(f"{NEXT_SUFFIX}{c.labels.get(RUN_LABEL)}")
+            beside = is_next_container(c.name, c.labels)
             if ".old-" not in c.name and "oneoff" not in c.labels and not beside:
                 services.setdefault(c.service, []).append(self._view(c))
         roles = roles or {}
@@ -256,7 +256,7 @@ class FakeEngine:
         if old.published_ports:
             raise EngineConflict(f"{old.name} publishes host ports: it cannot run twice")
         new = self._add(old.service, image)
-        new.name, new.labels = f"{old.name}{NEXT_SUFFIX}{run_id}", {RUN_LABEL: run_id}
+        new.name, new.labels = next_name(old.name, run_id), {RUN_LABEL: run_id}
         self.calls.append(("started_alongside", old.service))
         await self._hang_if("start_alongside")
         policy = dict(old.restart_policy)
@@ -295,10 +295,6 @@ class FakeEngine:
         self._maybe_fail("restore_retained")
         run_id = retained.old_name.removeprefix(f"{retained.name}.old-")
         self.containers.pop(retained.new_id, None)
-        beside = f"{retained.name}{NEXT_SUFFIX}{run_id}"
-        for c in list(self.containers.values()):
-            if c.name == beside and c.labels.get(RUN_LABEL) == run_id:
-                del self.containers[c.id]
         for c in list(self.containers.values()):
             if c.name == retained.name and c.id != retained.old_id:
                 if c.labels.get(RESTORED_FROM_LABEL) == retained.old_id:
