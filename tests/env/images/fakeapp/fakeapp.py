@@ -365,9 +365,6 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve():
-    # PID 1 in its container: without a handler SIGTERM is ignored and every `docker stop`
-    # waits out the whole stop timeout before SIGKILL. A real app stops when asked.
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     if BEHAVIOUR["health"] == "crash":
         delay = float(os.environ.get("CRASH_AFTER", "6"))
 
@@ -378,8 +375,18 @@ def serve():
 
         threading.Thread(target=crash, daemon=True).start()
     server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8000"))), Handler)
+    server.daemon_threads = False  # server_close() waits for the requests in flight
+    # PID 1 in its container: without a handler SIGTERM is ignored and every `docker stop`
+    # waits out the whole stop timeout before SIGKILL. A real app stops when asked, and
+    # finishes the requests it has accepted (a proxy retries only what was never accepted).
+    signal.signal(
+        signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()
+    )
     print(f"fake app {VERSION} listening", flush=True)
     server.serve_forever()
+    server.server_close()
+    print(f"fake app {VERSION} stopped", flush=True)
+    os._exit(0)
 
 
 def healthcheck():
