@@ -20,7 +20,9 @@ container) and it stays private to that user.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import logging
 import os
 import tarfile
@@ -32,7 +34,13 @@ from typing import IO, TYPE_CHECKING
 import aiohttp
 
 from supervisor.engine.docker_errors import engine_call
-from supervisor.exceptions import JobTimeout, LocalFileChanged
+from supervisor.exceptions import (
+    EngineError,
+    EngineNotFound,
+    EngineUnreachable,
+    JobTimeout,
+    LocalFileChanged,
+)
 
 if TYPE_CHECKING:
     from supervisor.engine.docker_engine import DockerEngine
@@ -81,6 +89,43 @@ async def _tar_stream(
     yield tar_trailer(size)
 
 
+_GO_MODE_DIR = 1 << 31  # os.ModeDir in the engine's path stat
+
+
+async def check_directory(engine: DockerEngine, container_id: str, container_dir: str) -> None:
+    """Raise :class:`EngineNotFound` unless ``container_dir`` is a directory in the container.
+
+    Asked with a HEAD before an upload because the engine refuses an archive
+    for a missing container or directory without reading the body: it answers
+    404 and closes the connection while the tar is still being sent, and the
+    client then sees a dropped connection instead of the answer (a race that
+    depends on timing). The HEAD gives the clear error every time.
+    """
+    where = f"container {container_id[:12]}:{container_dir}"
+    client = engine.client
+    async with engine_call(f"looking up {where}", engine.url):
+        await client._check_version()
+        # Not _query: aiodocker parses an error body as JSON, and a HEAD has none.
+        async with client.session.head(
+            client._canonicalize_url(f"containers/{container_id}/archive", versioned_api=True),
+            params={"path": container_dir},
+        ) as response:
+            status = response.status
+            encoded = response.headers.get("X-Docker-Container-Path-Stat", "")
+    if status == 404:
+        raise EngineNotFound(f"{where}: no such container or directory")
+    if status == 403:
+        return  # not granted for HEAD: the upload's own answer decides
+    if status >= 400:
+        raise EngineError(f"looking up {where}: the engine answered {status}")
+    try:
+        mode = int(json.loads(base64.b64decode(encoded)).get("mode", 0))
+    except (ValueError, TypeError, AttributeError):
+        return  # an engine without the stat header: the upload's own answer decides
+    if not mode & _GO_MODE_DIR:
+        raise EngineNotFound(f"{where}: not a directory")
+
+
 async def put_file(
     engine: DockerEngine,
     container_id: str,
@@ -101,6 +146,7 @@ async def put_file(
     if "/" in target_name or target_name in ("", ".", ".."):
         raise ValueError(f"not a plain file name: {target_name!r}")
     action = f"copying {local_path.name} into container {container_id[:12]}:{container_dir}"
+    await check_directory(engine, container_id, container_dir)
     handle = await asyncio.to_thread(local_path.open, "rb")
     try:
         stat = os.fstat(handle.fileno())
@@ -125,6 +171,16 @@ async def put_file(
                 await response.read()
         except TimeoutError as err:
             raise JobTimeout(f"{action}: not done after {timeout:g} s") from err
+        except EngineUnreachable as err:
+            # The container or directory may have gone while the bytes were sent: the
+            # engine then drops the connection (see check_directory). Say which.
+            try:
+                await check_directory(engine, container_id, container_dir)
+            except EngineNotFound as gone:
+                raise gone from err
+            except EngineError:
+                pass  # the engine is gone too: the first error says so
+            raise
         finally:
             await body.aclose()
     finally:

@@ -57,7 +57,9 @@ async def test_put_file_errors(
     local.write_text("hello")
     with pytest.raises(EngineNotFound):
         await engine.put_file(postgres.container_id, local, "/no/such/dir")
-    with pytest.raises(EngineNotFound):
+    with pytest.raises(EngineNotFound, match="no such container or directory"):
         await engine.put_file("no-such-container", local, "/tmp")
+    with pytest.raises(EngineNotFound, match="not a directory"):
+        await engine.put_file(postgres.container_id, local, "/etc/hostname")
     with pytest.raises(ValueError, match="plain file name"):
         await engine.put_file(postgres.container_id, local, "/tmp", name="../escape")
