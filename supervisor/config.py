@@ -336,6 +336,10 @@ class Settings(BaseSettings):
     )
     # Run the migrations against a scratch copy first, so a broken one fails before anything stops.
     rehearse: bool = Field(True, description="true or false")
+    # While the app is stopped, copy the database inside its server (about a second per GB)
+    # so that a rollback swaps the copy back in instead of restoring the dump
+    # (supervisor.snapshots.postgres_copy). Needs the database's size free on its volume.
+    rollback_copy: bool = Field(True, description="true or false")
     # Deprecated, ignored: the rehearsal used to point this variable of the migrations container
     # at a scratch database; it now runs them on an isolated server that holds the copy under
     # the live name (supervisor.engine.sandbox), so nothing is overridden. Still accepted so an

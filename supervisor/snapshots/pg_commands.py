@@ -225,6 +225,35 @@ def swap_databases(live: str, restored: str, old: str, live_exists: bool) -> lis
     ]
 
 
+def copy_database(name: str, template: str, owner: str, version_num: int) -> str:
+    """A copy of ``template`` made by the server from its files (no SQL replay): about
+    a second a gigabyte. ``FILE_COPY`` (15+) skips writing the whole copy to the WAL;
+    older servers copy files anyway. The template must have no other sessions."""
+    strategy = " STRATEGY FILE_COPY" if version_num >= 150000 else ""
+    return (
+        f"CREATE DATABASE {quote_ident(name)} WITH TEMPLATE {quote_ident(template)} "
+        f"OWNER {quote_ident(owner)}{strategy}"
+    )
+
+
+def swap_in_copy(live: str, copy: str, old: str) -> list[str]:
+    """Commands (one session) that put ``copy`` in the place of ``live``, which becomes
+    ``old``: as :func:`swap_databases`, and the copy's own sessions (a dump of it left
+    by a killed process) are ended first, since a database with sessions cannot be
+    renamed. A crash in between leaves ``live`` or ``copy`` refusing connections;
+    :func:`allow_connections` undoes that (the caller checks both first)."""
+    return [
+        f"ALTER DATABASE {quote_ident(copy)} WITH ALLOW_CONNECTIONS false",
+        terminate_sessions(copy),
+        f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false",
+        terminate_sessions(live),
+        f"ALTER DATABASE {quote_ident(live)} RENAME TO {quote_ident(old)}; "
+        f"ALTER DATABASE {quote_ident(copy)} RENAME TO {quote_ident(live)}; "
+        f"ALTER DATABASE {quote_ident(old)} WITH ALLOW_CONNECTIONS true; "
+        f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS true",
+    ]
+
+
 def allow_connections_state(name: str) -> str:
     """``t`` / ``f`` for an existing database, nothing when it does not exist."""
     return f"SELECT datallowconn FROM pg_database WHERE datname = {quote_literal(name)}"  # noqa: S608
@@ -266,6 +295,23 @@ def is_kept_name(database: str, name: str) -> bool:
     if not mark or not head or not _KEPT_TAG_RE.fullmatch(tag):
         return False
     return name == kept_database_name(database, tag)
+
+
+COPY_MARK = "__copy_"
+
+
+def copy_database_name(database: str, tag: str) -> str:
+    """The name of a run's rollback copy of ``database``: ``<database>__copy_<tag>``."""
+    if not _KEPT_TAG_RE.fullmatch(tag):
+        raise ValueError(f"a copy tag is 1-40 of [A-Za-z0-9_-], not {tag!r}")
+    return derived_name(database, f"{COPY_MARK}{tag}")
+
+
+def is_copy_name(database: str, name: str) -> bool:
+    head, mark, tag = name.rpartition(COPY_MARK)
+    if not mark or not head or not _KEPT_TAG_RE.fullmatch(tag):
+        return False
+    return name == copy_database_name(database, tag)
 
 
 TAGS = ("snapshot", "sequences", "plan", "revision")  # part= lines: checksum_sql.part_lines

@@ -45,9 +45,33 @@ class Snapshots(Protocol):
         run_id: str | None = None,
         images: Mapping[str, str] | None = None,
         progress: SnapshotProgressCallback | None = None,
+        *,
+        postgres: bool = True,
+        influxdb: bool = True,
+        postgres_source: str | None = None,
     ) -> SnapshotManifest:
         """Preflight the disk, dump everything, commit; on failure nothing is left behind
-        (a disk that fills up mid-write raises DiskFull, ``disk_full``)."""
+        (a disk that fills up mid-write raises DiskFull, ``disk_full``).
+
+        ``postgres`` / ``influxdb`` leave a part out. ``postgres_source`` dumps another
+        database of the same server in the live one's name (a rollback copy, or a database
+        a rollback replaced): the snapshot restores as the live database."""
+        ...
+
+    async def copy_database(self, tag: str) -> str | None:
+        """Copy the live PostgreSQL database to ``<db>__copy_<tag>`` inside the server
+        (see supervisor.snapshots.postgres_copy) and return that name; None without a
+        postgres service. BackupFailed, with nothing left behind, when there is no room
+        on the database's volume or the server refuses (e.g. a session it cannot end)."""
+        ...
+
+    async def swap_in_copy(self, tag: str, keep_replaced_as: str) -> bool:
+        """Rename the live database to ``keep_replaced_as`` and the copy ``tag`` to the live
+        name, in one transaction. Idempotent; False (nothing changed) if the copy is gone."""
+        ...
+
+    async def drop_copy(self, tag: str) -> None:
+        """Drop the rollback copy ``tag`` (``<db>__copy_<tag>``); nothing if it is gone."""
         ...
 
     async def check(self, snapshot_id: str) -> SnapshotManifest:
@@ -64,11 +88,14 @@ class Snapshots(Protocol):
         *,
         keep_replaced_as: str | None = None,
         influxdb: bool = True,
+        postgres: bool = True,
     ) -> SnapshotManifest:
         """Verify every file, then replace the live PostgreSQL and InfluxDB data.
 
         ``influxdb=False`` leaves InfluxDB as it is: a rollback whose pre-rollback dump
         failed has no other copy of what the failed version wrote there.
+        ``postgres=False`` leaves PostgreSQL as it is (a rollback that swapped its
+        rollback copy in).
 
         With ``keep_replaced_as`` (a ``kept_database_name(db, tag)``) the replaced
         PostgreSQL database is renamed to it and kept, and a repeated call after its swap

@@ -33,7 +33,7 @@ from supervisor.exceptions import (
     SnapshotError,
 )
 from supervisor.snapshots import pg_commands as sql
-from supervisor.snapshots import postgres_restore, scratch
+from supervisor.snapshots import postgres_copy, postgres_restore, scratch
 from supervisor.snapshots.check import check_local_archives, check_postgres_dump
 from supervisor.snapshots.config_files import archive_config
 from supervisor.snapshots.const import CONFIG_ARCHIVE_FILE, SnapshotReason
@@ -46,7 +46,11 @@ from supervisor.snapshots.models import (
     new_snapshot_id,
 )
 from supervisor.snapshots.options import Locator, SnapshotOptions, tree_size
-from supervisor.snapshots.postgres import PostgresSnapshots, resolve_credentials
+from supervisor.snapshots.postgres import (
+    PostgresCredentials,
+    PostgresSnapshots,
+    resolve_credentials,
+)
 from supervisor.snapshots.protocol import SnapshotProgress, SnapshotProgressCallback, Snapshots
 from supervisor.snapshots.retention import select_expired
 from supervisor.snapshots.store import SnapshotStore, SnapshotWriter
@@ -162,10 +166,17 @@ class SnapshotService:
         run_id: str | None = None,
         images: Mapping[str, str] | None = None,
         progress: SnapshotProgressCallback | None = None,
+        *,
+        postgres: bool = True,
+        influxdb: bool = True,
+        postgres_source: str | None = None,
     ) -> SnapshotManifest:
         async with self._lock:
             try:
-                return await self._create(SnapshotReason(reason), run_id, images or {}, progress)
+                return await self._create(
+                    SnapshotReason(reason), run_id, images or {}, progress,
+                    (postgres, influxdb, postgres_source),
+                )  # fmt: skip
             except EngineError as err:
                 raise BackupFailed(f"snapshot failed, nothing was kept: {err.message}") from err
 
@@ -175,9 +186,15 @@ class SnapshotService:
         run_id: str | None,
         images: Mapping[str, str],
         progress: SnapshotProgressCallback | None,
+        parts: tuple[bool, bool, str | None] = (True, True, None),
     ) -> SnapshotManifest:
+        with_postgres, with_influxdb, source = parts
         _report(progress, "preflight", "checking the databases and free disk space", 0)
-        pg, influx = await self._postgres(BackupFailed), await self._influx(BackupFailed)
+        pg = await self._postgres(BackupFailed) if with_postgres else None
+        influx = await self._influx(BackupFailed) if with_influxdb else None
+        live_name = pg.database if pg is not None else None
+        if pg is not None and source is not None:
+            pg = self._source(pg, source)
         if pg is not None:
             await pg.ensure_running(BackupFailed)
         if influx is not None:
@@ -190,6 +207,8 @@ class SnapshotService:
         versions: dict[str, str] = {}
         async with self.store.begin(snapshot_id) as writer:
             dump, influx_backup = await _dump_both(pg, influx, writer, progress)
+            if dump is not None and live_name is not None:
+                dump = dump.model_copy(update={"database": live_name})  # restored as the live one
             if dump is not None:
                 versions["postgres"] = dump.server_version
             if influx_backup is not None:
@@ -216,6 +235,54 @@ class SnapshotService:
         _report(progress, "done", f"snapshot {snapshot_id} complete", 100)
         return manifest
 
+    def _source(self, pg: PostgresSnapshots, source: str) -> PostgresSnapshots:
+        """The same server, another database of the live one's: its rollback copy, or the
+        database a rollback replaced (dumped after the previous version is back)."""
+        if not (sql.is_copy_name(pg.database, source) or sql.is_kept_name(pg.database, source)):
+            raise BackupFailed(f"refusing to dump {source!r} as database {pg.database!r}")
+        credentials = PostgresCredentials(pg.credentials.user, source, pg.credentials.password)
+        return PostgresSnapshots(
+            self.engine, pg.container_id, credentials, timeout=pg.timeout,
+            exec_timeout=pg.exec_timeout, restore_jobs=pg.restore_jobs,
+        )  # fmt: skip
+
+    async def copy_database(self, tag: str) -> str | None:
+        async with self._lock:
+            pg = await self._postgres(BackupFailed)
+            if pg is None:
+                return None
+            name = sql.copy_database_name(pg.database, tag)
+            try:
+                await pg.ensure_running(BackupFailed)
+                size = await postgres_copy.make_copy(pg, name, self.options.min_free_bytes_margin)
+            except EngineError as err:
+                raise BackupFailed(f"the rollback copy failed: {err.message}") from err
+            _LOGGER.info("copied %s to %s (%d bytes)", pg.database, name, size)
+            return name
+
+    async def swap_in_copy(self, tag: str, keep_replaced_as: str) -> bool:
+        async with self._lock:
+            pg = await self._postgres(RestoreFailed)
+            if pg is None:
+                return False
+            copy = sql.copy_database_name(pg.database, tag)
+            try:
+                await pg.ensure_running(RestoreFailed)
+                return await postgres_copy.swap_in(pg, copy, keep_replaced_as)
+            except EngineError as err:
+                raise RestoreFailed(f"swapping in {copy} failed: {err.message}") from err
+
+    async def drop_copy(self, tag: str) -> None:
+        async with self._lock:
+            pg = await self._postgres(SnapshotError)
+            if pg is None:
+                return
+            name = sql.copy_database_name(pg.database, tag)
+            try:
+                await postgres_copy.drop_copy(pg, name)
+            except EngineError as err:
+                raise SnapshotError(f"dropping {name!r} failed: {err.message}") from err
+
     async def restore(
         self,
         snapshot_id: str,
@@ -223,10 +290,13 @@ class SnapshotService:
         *,
         keep_replaced_as: str | None = None,
         influxdb: bool = True,
+        postgres: bool = True,
     ) -> SnapshotManifest:
         async with self._lock:
             try:
-                return await self._restore(snapshot_id, progress, keep_replaced_as, influxdb)
+                return await self._restore(
+                    snapshot_id, progress, keep_replaced_as, influxdb, postgres
+                )
             except EngineError as err:
                 raise RestoreFailed(f"restore of {snapshot_id} failed: {err.message}") from err
 
@@ -236,6 +306,7 @@ class SnapshotService:
         progress: SnapshotProgressCallback | None,
         keep_replaced_as: str | None,
         with_influxdb: bool = True,
+        with_postgres: bool = True,
     ) -> SnapshotManifest:
         _report(progress, "verify", f"checking every file of snapshot {snapshot_id}", 0)
         manifest: SnapshotManifest
@@ -245,8 +316,10 @@ class SnapshotService:
         )  # fmt: skip
         self.store.check_project(manifest)
         folder = self.store.path_of(snapshot_id)
+        if not with_postgres:
+            pg = None
         # Everything that can be checked is checked before the first change.
-        if manifest.postgres is not None:
+        if manifest.postgres is not None and with_postgres:
             pg = self._matching_postgres(pg, manifest)
             if keep_replaced_as is not None and not sql.is_kept_name(pg.database, keep_replaced_as):
                 raise RestoreFailed(

@@ -76,6 +76,16 @@ async def clean_up(deps: RunDeps, record: RunRecord) -> None:
             await deps.engine.discard_retained(from_record(retained))
         except Exception as err:
             record.warnings = [*record.warnings, f"old container {retained.old_name}: {err}"]
+    if record.rollback_copy != "none":
+        try:
+            await deps.snapshots.drop_copy(record.update_id)
+            record.rollback_copy = "none"
+        except Exception as err:
+            record.warnings = [
+                *record.warnings,
+                f"rollback copy {record.rollback_copy_name or record.update_id}: not dropped "
+                f"({err}); drop it by hand",
+            ]
     protected = {record.snapshot_id} if record.snapshot_id else set()
     last_good = await asyncio.to_thread(deps.state.read_last_good)
     if last_good is not None and last_good.snapshot_id:

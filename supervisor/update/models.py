@@ -93,6 +93,11 @@ class RollbackJournal(_Model):
     # kept until the pre-rollback dump is verified (dropped then), else kept.
     replaced_database: str | None = None
     replaced_database_dropped: bool = False
+    # The rollback swaps the run's rollback copy in instead of restoring the dump (decided
+    # once); the replaced database is then dumped after the previous version is back.
+    via_copy: bool = False
+    influx_restored: bool = False  # (via_copy) InfluxDB restored on its own, after the swap
+    replaced_snapshot_id: str | None = None  # that dump (reason pre-rollback)
     put_back: list[str] = Field(default_factory=list)  # old container ids put back
 
 
@@ -130,6 +135,11 @@ class RunRecord(_Model):
     rehearse: bool = False
     snapshot_id: str | None = None
     pre_rollback_snapshot_id: str | None = None
+    # The rollback copy of the database (supervisor.snapshots.postgres_copy), tagged with
+    # the run's id: ``making`` is journaled before it is made, ``ready`` once it is
+    # complete (only a ready one is swapped in); any other end drops it by its tag.
+    rollback_copy: Literal["none", "making", "ready"] = "none"
+    rollback_copy_name: str | None = None
     stopped: list[str] = Field(default_factory=list)  # container ids the run stopped
     retained: list[RetainedRecord] = Field(default_factory=list)
     stages: list[StageTiming] = Field(default_factory=list)

@@ -19,6 +19,15 @@ so a crash inside it resumes where it stopped instead of starting over:
    (a stop still in flight from a killed run is waited out first);
 7. pin the previous digests again.
 
+With a rollback copy (made in ``backup`` while the app was stopped, see
+:mod:`supervisor.snapshots.postgres_copy`), steps 2-4 are instead: a
+pre-rollback backup of InfluxDB only; the copy renamed into the database's
+place in one transaction, the replaced database kept aside (no restore:
+milliseconds instead of seconds per GB); InfluxDB restored from the snapshot.
+Once the previous version is healthy, the replaced database is dumped (reason
+``pre-rollback``, ``rollback.replaced_snapshot_id``) and dropped when that dump
+verifies. A copy that has gone missing falls back to the restore.
+
 Any failure on the way ends in ``needs_intervention`` with a message saying
 what is where; nothing is deleted, and starts are blocked until an admin
 acknowledges it.
@@ -116,7 +125,27 @@ async def restart_stopped(run: UpdateRun) -> None:
     except Exception as err:
         await needs_intervention(run, f"could not restart the stopped services: {err}")
         return
+    await drop_rollback_copy(run)
     await run.finish(Stage.FAILED)
+
+
+async def drop_rollback_copy(run: UpdateRun) -> None:
+    """The run's rollback copy, once no end of the run can need it (idempotent: after a
+    swap it no longer exists under its name). A failure is a warning: it is a copy."""
+    record = run.record
+    if record.rollback_copy == "none":
+        return
+    try:
+        await run.deps.snapshots.drop_copy(record.update_id)
+    except SupervisorError as err:
+        await _warn_once(
+            run,
+            f"the rollback copy {record.rollback_copy_name or record.update_id} was not "
+            f"dropped ({err.message}); drop it by hand",
+        )
+        return
+    record.rollback_copy = "none"
+    await run.save()
 
 
 # --- changed: roll back images and data --------------------------------------------------
@@ -142,17 +171,137 @@ async def roll_back(run: UpdateRun) -> None:
                     f"wrote meanwhile; snapshot {record.snapshot_id} is kept for a manual "
                     "restore",
                 )
+            elif _via_copy(run):
+                await _swap_copy_in(run, record.snapshot_id)
             else:
                 await _restore_data(run, record.snapshot_id)
         await _put_back_old(run)
         await start_previous(run)
         await write_pins(run.deps, record, target=False)
+        if _journal(run).via_copy:
+            await _dump_replaced(run)  # the previous version is back: no longer downtime
+        await drop_rollback_copy(run)
     except Exception as err:
         if not isinstance(err, SupervisorError):
             _LOGGER.exception("rollback of %s failed", record.update_id)
         await needs_intervention(run, f"rollback failed: {getattr(err, 'message', err)}")
         return
     await run.finish(Stage.ROLLED_BACK)
+
+
+def _via_copy(run: UpdateRun) -> bool:
+    """Decided once per rollback, before its first data step: swap the rollback copy in
+    (it is ready) unless a restore of the dump was already begun."""
+    journal = _journal(run)
+    if not journal.via_copy and not journal.restore_started and journal.pre_rollback == "pending":
+        journal.via_copy = run.record.rollback_copy == "ready"
+    return journal.via_copy
+
+
+async def _swap_copy_in(run: UpdateRun, snapshot_id: str) -> None:
+    """PostgreSQL by renames (the copy in, the new version's data kept aside, dumped once
+    the previous version is back); InfluxDB, which cannot be renamed, as before: its
+    pre-rollback backup first, then the restore of the snapshot's InfluxDB part."""
+    record, journal, snapshots = run.record, _journal(run), run.deps.snapshots
+    await run.save()  # via_copy journaled
+    manifest = await snapshots.get(snapshot_id)
+    if manifest.influxdb is not None:
+        if journal.pre_rollback == "pending":
+            await _pre_rollback_dump(run, postgres=False)
+        await _check_pre_rollback(run)
+    if not journal.restored:
+        replaced = (
+            replaced_database_name(manifest.postgres.database, record.update_id)
+            if manifest.postgres is not None
+            else None
+        )
+        journal.restore_started, journal.replaced_database = True, replaced
+        await run.save()  # journaled before the swap acts
+        await fault_point("rollback.restore-started")
+        swapped = False
+        if replaced is not None:
+            run.log(f"swapping the rollback copy {record.rollback_copy_name} in for the database")
+            swapped = await snapshots.swap_in_copy(record.update_id, replaced)
+            if not swapped:
+                run.log(f"the rollback copy is gone: restoring the database from {snapshot_id}")
+                await snapshots.restore(
+                    snapshot_id, run.snapshot_progress, keep_replaced_as=replaced,
+                    influxdb=False,
+                )  # fmt: skip
+        journal.restored = True
+        await run.save()
+        if replaced:
+            run.log(f"database back as it was; the replaced one is kept as {replaced} for now")
+        await fault_point("rollback.swapped")
+    if manifest.influxdb is not None and not journal.influx_restored:
+        if journal.pre_rollback == "verified":
+            await snapshots.restore(
+                snapshot_id, run.snapshot_progress, influxdb=True, postgres=False
+            )
+        else:
+            await _warn_once(
+                run,
+                "InfluxDB was not restored: without a verified pre-rollback backup it holds "
+                "the only copy of what the failed version wrote; it keeps those points",
+            )
+        journal.influx_restored = True
+        await run.save()
+
+
+async def _dump_replaced(run: UpdateRun) -> None:
+    """After the previous version is back: dump the database the swap kept aside (what
+    the failed version wrote), once; drop it only when that dump verifies."""
+    record, journal, snapshots = run.record, _journal(run), run.deps.snapshots
+    replaced = journal.replaced_database
+    if not journal.restored or replaced is None or journal.replaced_database_dropped:
+        return
+    if journal.replaced_snapshot_id is None:
+        adopted = await _adopt_pre_rollback(run, postgres=True)
+        if adopted is None:
+            images = {t.service: t.target_digest or "" for t in record.services.values()}
+            try:
+                created = await snapshots.create(
+                    SnapshotReason.PRE_ROLLBACK, record.update_id, images,
+                    run.snapshot_progress, influxdb=False, postgres_source=replaced,
+                )  # fmt: skip
+            except SupervisorError as err:
+                await _warn_once(
+                    run,
+                    f"database {replaced} holds what the failed version wrote and was kept: "
+                    f"its dump failed ({err.message})",
+                )
+                return
+            adopted = created.id
+        journal.replaced_snapshot_id = adopted
+        await run.save()
+        run.log(f"dump {adopted} keeps what the new version wrote to the database")
+        await fault_point("rollback.replaced-dumped")
+    try:
+        await snapshots.check(journal.replaced_snapshot_id)
+    except SnapshotError as err:
+        await _warn_once(
+            run,
+            f"database {replaced} holds what the failed version wrote and was kept: its dump "
+            f"{journal.replaced_snapshot_id} does not verify ({err.message})",
+        )
+        return
+    await snapshots.drop_kept_database(replaced)
+    journal.replaced_database_dropped = True
+    await run.save()
+    run.log(f"dropped {replaced}: dump {journal.replaced_snapshot_id} holds its data")
+
+
+async def _adopt_pre_rollback(run: UpdateRun, *, postgres: bool | None) -> str | None:
+    """A pre-rollback snapshot of this run committed before a crash (with or without the
+    PostgreSQL part; None: either): it is adopted, never taken again."""
+    for snapshot in await run.deps.snapshots.list():
+        if (
+            snapshot.reason is SnapshotReason.PRE_ROLLBACK
+            and snapshot.run_id == run.record.update_id
+            and (postgres is None or (snapshot.postgres is not None) == postgres)
+        ):
+            return snapshot.id
+    return None
 
 
 def _data_touched(run: UpdateRun) -> bool:
@@ -181,13 +330,7 @@ async def _restore_data(run: UpdateRun, snapshot_id: str) -> None:
     journal, snapshots = _journal(run), run.deps.snapshots
     if journal.pre_rollback == "pending" and not journal.restore_started:
         await _pre_rollback_dump(run)
-    if journal.pre_rollback == "taken" and run.record.pre_rollback_snapshot_id:
-        try:
-            await snapshots.check(run.record.pre_rollback_snapshot_id)
-            journal.pre_rollback = "verified"
-        except SnapshotError as err:
-            journal.pre_rollback, journal.pre_rollback_error = "failed", err.message
-        await run.save()
+    await _check_pre_rollback(run)
     if not journal.snapshot_checked:
         try:
             await snapshots.check(snapshot_id)
@@ -244,6 +387,17 @@ async def _restore_data(run: UpdateRun, snapshot_id: str) -> None:
             await _warn_once(run, warning)
 
 
+async def _check_pre_rollback(run: UpdateRun) -> None:
+    journal = _journal(run)
+    if journal.pre_rollback == "taken" and run.record.pre_rollback_snapshot_id:
+        try:
+            await run.deps.snapshots.check(run.record.pre_rollback_snapshot_id)
+            journal.pre_rollback = "verified"
+        except SnapshotError as err:
+            journal.pre_rollback, journal.pre_rollback_error = "failed", err.message
+        await run.save()
+
+
 async def _warn_once(run: UpdateRun, warning: str) -> None:
     """A warning on the record (journaled), not repeated when a rollback is resumed."""
     if warning not in run.record.warnings:
@@ -252,26 +406,22 @@ async def _warn_once(run: UpdateRun, warning: str) -> None:
     run.log(warning)
 
 
-async def _pre_rollback_dump(run: UpdateRun) -> None:
-    """Dump the failed database once; after a crash, adopt the dump already committed."""
+async def _pre_rollback_dump(run: UpdateRun, *, postgres: bool = True) -> None:
+    """Dump the failed data once (without PostgreSQL when the rollback copy is swapped in:
+    the database is then kept aside and dumped later); after a crash, adopt the dump
+    already committed."""
     record, journal, snapshots = run.record, _journal(run), run.deps.snapshots
-    adopted = next(
-        (
-            s
-            for s in await snapshots.list()
-            if s.reason is SnapshotReason.PRE_ROLLBACK and s.run_id == record.update_id
-        ),
-        None,
-    )
+    adopted = await _adopt_pre_rollback(run, postgres=None if postgres else False)
     if adopted is not None:
-        run.log(f"pre-rollback dump {adopted.id} was already taken before the restart")
-        snapshot_id = adopted.id
+        run.log(f"pre-rollback dump {adopted} was already taken before the restart")
+        snapshot_id = adopted
     else:
         images = {t.service: t.target_digest or "" for t in record.services.values()}
         try:
             snapshot = await snapshots.create(
-                SnapshotReason.PRE_ROLLBACK, record.update_id, images, run.snapshot_progress
-            )
+                SnapshotReason.PRE_ROLLBACK, record.update_id, images, run.snapshot_progress,
+                postgres=postgres,
+            )  # fmt: skip
         except SupervisorError as err:
             journal.pre_rollback, journal.pre_rollback_error = "failed", err.message
             record.warnings = [*record.warnings, f"pre-rollback dump failed: {err.message}"]
@@ -386,6 +536,14 @@ async def kept_artifacts(run: UpdateRun) -> list[str]:
     if record.pre_rollback_snapshot_id:
         state = "" if record.pre_rollback_snapshot_id in listed else " (not found in backups/)"
         kept.append(f"pre-rollback dump {record.pre_rollback_snapshot_id}{state}")
+    if journal is not None and journal.replaced_snapshot_id:
+        state = "" if journal.replaced_snapshot_id in listed else " (not found in backups/)"
+        kept.append(f"dump {journal.replaced_snapshot_id} of what the failed version wrote{state}")
+    swapped_in = journal is not None and journal.via_copy and journal.restored
+    if record.rollback_copy == "ready" and not swapped_in:
+        kept.append(
+            f"database {record.rollback_copy_name} (a copy of the database before the update)"
+        )
     if (
         journal is not None
         and journal.restored  # the swap happened: the renamed database exists

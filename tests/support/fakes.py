@@ -502,6 +502,10 @@ class FakeSnapshots:
         self.kept: list[str] = []  # databases a restore kept (keep_replaced_as), in order
         self.dropped_kept: list[str] = []
         self.influx_restored: list[bool] = []  # the ``influxdb`` flag of each restore call
+        self.postgres_restored: list[bool] = []  # the ``postgres`` flag of each restore call
+        self.create_parts: list[tuple[bool, bool, str | None]] = []  # postgres, influx, source
+        self.copies: set[str] = set()  # rollback copies that exist
+        self.dropped_copies: list[str] = []
 
     def _maybe_fail(self, operation: str) -> None:
         if operation in self.fail:
@@ -517,6 +521,7 @@ class FakeSnapshots:
     def add(
         self, reason: SnapshotReason = SnapshotReason.PRE_UPDATE, run_id: str | None = None,
         images: Mapping[str, str] | None = None, created_at: datetime | None = None,
+        *, postgres: bool = True, influxdb: bool = True,
     ) -> SnapshotManifest:  # fmt: skip
         """A complete snapshot, as if taken earlier (no call is recorded)."""
         moment = created_at or datetime.now(UTC)
@@ -534,6 +539,14 @@ class FakeSnapshots:
             influxdb=InfluxBackup(major_version=1, server_version="1.6.7",
                                   archive_file="influxdb.tar", databases=["metrics"]),
         )  # fmt: skip
+        if not postgres or not influxdb:
+            manifest = manifest.model_copy(update={
+                "postgres": manifest.postgres if postgres else None,
+                "influxdb": manifest.influxdb if influxdb else None,
+                "files": [f for f in manifest.files
+                          if (postgres or "postgres" not in f.name)
+                          and (influxdb or "influx" not in f.name)],
+            })  # fmt: skip
         self.manifests[manifest.id] = manifest
         return manifest
 
@@ -556,21 +569,31 @@ class FakeSnapshots:
     async def create(
         self, reason: SnapshotReason, run_id: str | None = None,
         images: Mapping[str, str] | None = None, progress: SnapshotProgressCallback | None = None,
+        *, postgres: bool = True, influxdb: bool = True, postgres_source: str | None = None,
     ) -> SnapshotManifest:  # fmt: skip
         self._maybe_fail(f"create:{reason}")
         await self._held(f"create:{reason}")
         await self._held("create")
         self.created.append((str(reason), run_id))
+        self.create_parts.append((postgres, influxdb, postgres_source))
         if progress is not None:
             progress(SnapshotProgress("done", "fake snapshot written", 100))
-        return self.add(SnapshotReason(reason), run_id, images)
+        return self.add(
+            SnapshotReason(reason), run_id, images, postgres=postgres, influxdb=influxdb
+        )
 
     async def restore(
         self, snapshot_id: str, progress: SnapshotProgressCallback | None = None, *,
-        keep_replaced_as: str | None = None, influxdb: bool = True,
+        keep_replaced_as: str | None = None, influxdb: bool = True, postgres: bool = True,
     ) -> SnapshotManifest:  # fmt: skip
         manifest = await self.get(snapshot_id)
         self.influx_restored.append(influxdb)
+        self.postgres_restored.append(postgres)
+        if not postgres:
+            self._maybe_fail("restore")
+            await self._held("restore")
+            self.restored.append(snapshot_id)
+            return manifest
         if keep_replaced_as is not None and keep_replaced_as in self.kept:
             return manifest  # like the real one: the swap happened already, nothing to do
         self._maybe_fail("restore")
@@ -579,6 +602,30 @@ class FakeSnapshots:
         if keep_replaced_as is not None:
             self.kept.append(keep_replaced_as)
         return manifest
+
+    async def copy_database(self, tag: str) -> str | None:
+        """``fail["copy_database"]`` stands for a full database volume or a refusal."""
+        self._maybe_fail("copy_database")
+        await self._held("copy_database")
+        name = f"{FAKE_DATABASE}__copy_{tag}"
+        self.copies.add(name)
+        return name
+
+    async def swap_in_copy(self, tag: str, keep_replaced_as: str) -> bool:
+        copy = f"{FAKE_DATABASE}__copy_{tag}"
+        if copy not in self.copies:  # like the real one: done before, or gone
+            return keep_replaced_as in self.kept
+        self._maybe_fail("swap_in_copy")
+        await self._held("swap_in_copy")
+        self.copies.remove(copy)
+        self.kept.append(keep_replaced_as)
+        return True
+
+    async def drop_copy(self, tag: str) -> None:
+        name = f"{FAKE_DATABASE}__copy_{tag}"
+        self._maybe_fail("drop_copy")
+        self.copies.discard(name)
+        self.dropped_copies.append(name)
 
     async def restore_postgres_into(self, snapshot_id: str, database: str) -> None:
         self._maybe_fail("restore_postgres_into")

@@ -54,10 +54,11 @@ async def test_metrics(client: TestClient[Any, Any], world: ApiWorld) -> None:
         s.labels["snapshot_id"]: s.value for s in families["supervisor_snapshot_size_bytes"].samples
     }
     assert sizes[taken.id] == sum(f.size for f in taken.files)
-    # and the pre-update snapshot of each run, the pre-rollback dump of the rolled back one
+    # and the pre-update snapshot of each run, the pre-rollback dumps of the rolled back one
+    # (InfluxDB before its restore; the database the rollback copy replaced, afterwards)
     assert sizes == {m.id: m.total_bytes for m in await world.snapshots.list()}
     assert sorted(reason for reason, _ in world.snapshots.created) == [
-        "pre-rollback", "pre-update", "pre-update"]  # fmt: skip
+        "pre-rollback", "pre-rollback", "pre-update", "pre-update"]  # fmt: skip
     assert families["supervisor_update_running"].samples[0].value == 0
 
 

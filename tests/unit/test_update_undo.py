@@ -18,6 +18,7 @@ from supervisor.api.badge import badge_of
 from supervisor.exceptions import (
     DiskFull,
     EngineError,
+    InsufficientDiskSpace,
     InterventionRequired,
     NotAcknowledgeable,
     SnapshotCorrupt,
@@ -82,19 +83,9 @@ def _assert_old_version_back(world: World) -> None:
 async def test_a_crash_inside_the_rollback_resumes_it_without_a_second_dump(
     tmp_path: Path, point: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING)
-    world = make_world(tmp_path)
-    world.engine.unhealthy_versions.add("1.3.0")
-    monkeypatch.setenv("STACKSUP_FAULT_HOLD", f"{point}:60")
-    started = await world.manager.start(StartRequest(target_version="1.3.0"))
-    await _until(lambda: f"holding {point}" in caplog.text, point)
-    await world.manager.shutdown()  # kill -9: the journal stays as it was
-    monkeypatch.delenv("STACKSUP_FAULT_HOLD")
-    assert world.state.read_current().state is Stage.ROLLBACK  # type: ignore[union-attr]
-
-    recovered = await _restart(world)
-    assert recovered.update_id == started.update_id
-    assert recovered.result is Stage.ROLLED_BACK, recovered.error
+    """The restore path (no rollback copy)."""
+    world = make_world(tmp_path, rollback_copy="false")
+    started, recovered = await _crash_at(world, point, monkeypatch, caplog)
     pre = [c for c in world.snapshots.created if c[0] == "pre-rollback"]
     assert len(pre) == 1, "the pre-rollback dump was taken twice"
     kept_id = recovered.pre_rollback_snapshot_id
@@ -105,6 +96,50 @@ async def test_a_crash_inside_the_rollback_resumes_it_without_a_second_dump(
     replaced = replaced_database_name(FAKE_DATABASE, started.update_id)
     assert world.snapshots.dropped_kept == [replaced]  # dropped once, after it was dumped
     assert world.snapshots.kept == []
+    _assert_the_end(world, started)
+
+
+@pytest.mark.parametrize("point", [*POINTS, "rollback.replaced-dumped"])
+async def test_a_crash_inside_a_rollback_by_copy_resumes_it(
+    tmp_path: Path, point: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rollback copy path: the copy swapped in once, the InfluxDB backup and the dump of
+    the replaced database taken once each, the replaced database dropped once."""
+    world = make_world(tmp_path)
+    started, recovered = await _crash_at(world, point, monkeypatch, caplog)
+    assert recovered.rollback is not None
+    assert recovered.rollback.via_copy
+    parts = [p for (reason, _), p in zip(world.snapshots.created, world.snapshots.create_parts, strict=False)
+             if reason == "pre-rollback"]  # fmt: skip
+    replaced = replaced_database_name(FAKE_DATABASE, started.update_id)
+    assert parts == [(False, True, None), (True, False, replaced)], parts
+    assert world.snapshots.postgres_restored == [False]  # PostgreSQL came back by the swap
+    assert world.snapshots.influx_restored == [True]
+    assert world.snapshots.dropped_kept == [replaced]
+    assert world.snapshots.kept == []
+    assert world.snapshots.copies == set()
+    assert recovered.rollback.replaced_snapshot_id in world.snapshots.manifests
+    _assert_the_end(world, started)
+
+
+async def _crash_at(
+    world: World, point: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> tuple[RunRecord, RunRecord]:
+    caplog.set_level(logging.WARNING)
+    world.engine.unhealthy_versions.add("1.3.0")
+    monkeypatch.setenv("STACKSUP_FAULT_HOLD", f"{point}:60")
+    started = await world.manager.start(StartRequest(target_version="1.3.0"))
+    await _until(lambda: f"holding {point}" in caplog.text, point)
+    await world.manager.shutdown()  # kill -9: the journal stays as it was
+    monkeypatch.delenv("STACKSUP_FAULT_HOLD")
+    assert world.state.read_current().state is Stage.ROLLBACK  # type: ignore[union-attr]
+    recovered = await _restart(world)
+    assert recovered.update_id == started.update_id
+    assert recovered.result is Stage.ROLLED_BACK, recovered.error
+    return started, recovered
+
+
+def _assert_the_end(world: World, started: RunRecord) -> None:
     _assert_old_version_back(world)
     assert world.state.read_pins()["APP_IMAGE"].endswith(
         world.engine.by_service("app")[0].image[-71:]
@@ -112,8 +147,8 @@ async def test_a_crash_inside_the_rollback_resumes_it_without_a_second_dump(
     assert [r.update_id for r in world.state.history()] == [started.update_id]
 
 
-async def test_a_failed_pre_rollback_dump_keeps_the_replaced_database(stack: World) -> None:
-    world = stack
+async def test_a_failed_pre_rollback_dump_keeps_the_replaced_database(tmp_path: Path) -> None:
+    world = make_world(tmp_path, rollback_copy="false")  # the restore path
     world.engine.unhealthy_versions.add("1.3.0")
     world.snapshots.fail["create:pre-rollback"] = DiskFull("no space left on the backups disk")
     record = await world.update("1.3.0")
@@ -130,8 +165,8 @@ async def test_a_failed_pre_rollback_dump_keeps_the_replaced_database(stack: Wor
     _assert_old_version_back(world)
 
 
-async def test_an_unverifiable_pre_rollback_dump_also_keeps_it(stack: World) -> None:
-    world = stack
+async def test_an_unverifiable_pre_rollback_dump_also_keeps_it(tmp_path: Path) -> None:
+    world = make_world(tmp_path, rollback_copy="false")  # the restore path
     world.engine.unhealthy_versions.add("1.3.0")
     checks = 0
     real_check = world.snapshots.check
@@ -167,9 +202,9 @@ async def test_a_bad_snapshot_after_backup_fails_the_run_and_restarts_the_old(st
 
 
 async def test_an_unusable_snapshot_is_never_restored_and_blocks_until_acknowledged(
-    stack: World,
+    tmp_path: Path,
 ) -> None:
-    world = stack
+    world = make_world(tmp_path, rollback_copy="false")  # the restore path
     gate = asyncio.Event()
     world.engine.gates["run_one_shot"] = gate
     world.engine.failing_migrations.add("1.2.0")
@@ -304,7 +339,7 @@ async def test_a_crash_after_the_effect_but_before_its_journal_entry(
     """The two riskiest windows: the pre-rollback dump committed but not yet journaled
     (it must be adopted, not taken again over restored data), and the restore swapped
     but ``restored`` not yet journaled (it must not restore again)."""
-    world = make_world(tmp_path)
+    world = make_world(tmp_path, rollback_copy="false")  # the restore path
     world.engine.unhealthy_versions.add("1.3.0")
     original = getattr(world.snapshots, operation)
     effect_done = asyncio.Event()
@@ -381,3 +416,57 @@ async def test_a_crash_between_start_and_the_first_stage_ends_failed(stack: Worl
     assert recovered.result is Stage.FAILED, recovered.error
     assert world.state.read_current().state is Stage.FAILED  # type: ignore[union-attr]
     _assert_old_version_back(world)
+
+
+# --- the rollback copy ----------------------------------------------------------------------
+
+
+async def test_a_completed_run_drops_its_rollback_copy(stack: World) -> None:
+    record = await stack.update("1.1.0")
+    assert record.result is Stage.COMPLETED, record.error
+    assert stack.snapshots.dropped_copies == [f"{FAKE_DATABASE}__copy_{record.update_id}"]
+    assert stack.snapshots.copies == set()
+    assert record.rollback_copy == "none"
+
+
+async def test_without_a_rollback_copy_the_rollback_restores_the_snapshot(stack: World) -> None:
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.snapshots.fail["copy_database"] = InsufficientDiskSpace("no room on the volume")
+    record = await world.update("1.3.0")
+    assert record.result is Stage.ROLLED_BACK, record.error
+    assert any("no rollback copy (no room on the volume)" in w for w in record.warnings)
+    assert record.rollback is not None
+    assert not record.rollback.via_copy
+    assert world.snapshots.restored == [record.snapshot_id]
+    assert world.snapshots.postgres_restored == [True]
+    _assert_old_version_back(world)
+
+
+async def test_the_setting_off_makes_no_copy(tmp_path: Path) -> None:
+    world = make_world(tmp_path, rollback_copy="false")
+    record = await world.update("1.1.0")
+    assert record.result is Stage.COMPLETED
+    assert record.rollback_copy == "none"
+    assert world.snapshots.dropped_copies == []
+    assert world.snapshots.copies == set()
+
+
+async def test_a_failed_backup_drops_the_copy_it_made(stack: World) -> None:
+    world = stack
+    world.snapshots.fail["create:pre-update"] = DiskFull("no space left on the backups disk")
+    record = await world.update("1.1.0")
+    assert record.result is Stage.FAILED
+    assert world.snapshots.copies == set()
+    assert world.snapshots.dropped_copies == [f"{FAKE_DATABASE}__copy_{record.update_id}"]
+
+
+async def test_needs_intervention_keeps_and_lists_the_copy(stack: World) -> None:
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.snapshots.fail["swap_in_copy"] = SnapshotCorrupt("the server refused the rename")
+    record = await world.update("1.3.0")
+    assert record.result is Stage.NEEDS_INTERVENTION
+    copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
+    assert world.snapshots.copies == {copy}
+    assert any(copy in line for line in record.kept), record.kept
