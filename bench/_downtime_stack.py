@@ -213,11 +213,12 @@ def sidecar_log(stack: DemoStack, update_id: str, since: float) -> list[str]:
 ROLLBACK_MILESTONES = (
     ("health gate failed", "healthcheck failed"),
     ("pre-rollback dump taken", "pre-rollback dump .* keeps"),
-    ("restore started", "restoring the database from snapshot"),
-    ("PostgreSQL restored and swapped in", "the replaced database is kept as"),
+    ("restore started", "restoring the database from snapshot|swapping the rollback copy"),
+    ("PostgreSQL restored and swapped in", "the replaced database is kept as|database back as"),
     ("InfluxDB restored", "done: restored snapshot"),
     ("old containers started", "put back the old app container"),
-    ("old version judged healthy (run ends)", "previous version healthy"),
+    ("old version judged healthy", "previous version healthy"),
+    ("replaced database dumped (rollback copy)", "keeps what the new version wrote to the"),
 )
 
 

@@ -48,12 +48,17 @@ pytestmark = pytest.mark.docker
 
 # --- 1. kill -9 inside the rollback ---------------------------------------------------------
 
-# (name, how the kill is placed): a held point, or the log line to wait for plus a delay.
-ROLLBACK_KILLS: list[tuple[str, str, float]] = [
-    ("after the pre-rollback dump", "hold:rollback.pre-rollback-taken", 0),
-    ("mid-restore", "log:restoring the database from snapshot", 0.4),
-    ("right after the swap", "hold:rollback.swapped", 0),
-    ("while containers are put back", "hold:rollback.put-back", 0),
+# (name, how the kill is placed, rollback copy on): a held point, or the log line to wait
+# for plus a delay. With the copy (the default) PostgreSQL comes back by a rename and the
+# replaced database is dumped afterwards; without it, the dump is restored.
+ROLLBACK_KILLS: list[tuple[str, str, float, bool]] = [
+    ("after the InfluxDB pre-rollback backup", "hold:rollback.pre-rollback-taken", 0, True),
+    ("mid-swap of the copy", "log:swapping the rollback copy", 0.05, True),
+    ("right after the swap", "hold:rollback.swapped", 0, True),
+    ("while containers are put back", "hold:rollback.put-back", 0, True),
+    ("after the replaced database's dump", "hold:rollback.replaced-dumped", 0, True),
+    ("restore path: after the pre-rollback dump", "hold:rollback.pre-rollback-taken", 0, False),
+    ("restore path: mid-restore", "log:restoring the database from snapshot", 0.4, False),
 ]
 
 
@@ -63,8 +68,8 @@ def test_kill_inside_rollback_resumes_it(
 ) -> None:
     seed = int(os.environ.get("STACKSUP_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    cases = [*ROLLBACK_KILLS, *((f"random +{d:.2f} s", "random", d) for d in
-                               (rng.uniform(0, 3) for _ in range(2)))]  # fmt: skip
+    cases = [*ROLLBACK_KILLS, *((f"random +{d:.2f} s", "random", d, copy) for d, copy in
+                               ((rng.uniform(0, 3), copy) for copy in (True, False)))]  # fmt: skip
     print(f"crash seed {seed}")
     rows: list[str] = []
     with compose_stack("1.0.0") as project:
@@ -74,9 +79,10 @@ def test_kill_inside_rollback_resumes_it(
             project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false"
         ) as sc:
             state_dir = Path(sc.env["SUPERVISOR_STATE_DIR"])
-            for name, how, delay in cases:
+            for name, how, delay, copy in cases:
                 kind, _, point = how.partition(":")
                 sc.env["STACKSUP_FAULT_HOLD"] = f"{point}:60" if kind == "hold" else ""
+                sc.env["SUPERVISOR_ROLLBACK_COPY"] = "true" if copy else "false"
                 mark = sc.log_mark()
                 sc.start()
                 update_id = start(sc, "1.3.0")  # never healthy: the run rolls back
@@ -90,7 +96,7 @@ def test_kill_inside_rollback_resumes_it(
                 at_kill = journal(state_dir).get("rollback") or {}
                 sc.kill()
                 assert at_kill_state == "rollback", f"{name}: killed in {at_kill_state}"
-                if name == "mid-restore":
+                if name.endswith("mid-restore"):
                     assert at_kill["restore_started"], at_kill
                     assert not at_kill["restored"], at_kill
                 sc.env["STACKSUP_FAULT_HOLD"] = ""
@@ -100,11 +106,20 @@ def test_kill_inside_rollback_resumes_it(
                 assert app_version(project) == "1.0.0"
                 assert items_state(project) == before, name
                 pre = [s for s in snapshots_of(sc, update_id) if s["reason"] == "pre-rollback"]
-                assert len(pre) <= 1, f"{name}: the pre-rollback dump was taken twice"
-                if pre:
-                    assert record["pre_rollback_snapshot_id"] == pre[0]["id"]
-                    sc.call("GET", f"/admin/snapshots/{pre[0]['id']}")
-                assert pre or (record["rollback"] or {}).get("pre_rollback") == "failed"
+                journal_end = record["rollback"] or {}
+                assert journal_end.get("via_copy") is copy, (name, journal_end)
+                # One of each: with the copy, InfluxDB's backup before its restore and the
+                # replaced database's dump after; without, one dump of both before.
+                assert len(pre) <= (2 if copy else 1), f"{name}: a pre-rollback dump twice"
+                ids = {s["id"] for s in pre}
+                assert (
+                    record["pre_rollback_snapshot_id"] in ids
+                    or journal_end.get("pre_rollback") == "failed"
+                )
+                if copy:
+                    assert journal_end["replaced_snapshot_id"] in ids, journal_end
+                for snapshot_id in ids:
+                    sc.call("GET", f"/admin/snapshots/{snapshot_id}")
                 assert not replaced_databases(project), replaced_databases(project)
                 assert_listed_artifacts_exist(record, sc, project)
                 rows.append(
@@ -370,6 +385,7 @@ def test_damaged_state_files_do_not_stop_the_sidecar(
 def _journal_summary(journal: dict[str, Any]) -> str:
     """The rollback journal's steps at the moment of the kill, in one cell."""
     return (
+        f"{'copy' if journal.get('via_copy') else 'restore path'}: "
         f"dump {journal.get('pre_rollback')}, restore "
         f"{'done' if journal.get('restored') else 'started' if journal.get('restore_started') else 'not started'}, "
         f"{len(journal.get('put_back') or [])} put back"

@@ -72,7 +72,9 @@ def snapshots_of(sidecar: Sidecar, update_id: str) -> list[dict[str, Any]]:
 
 
 def replaced_databases(project: ComposeProject) -> list[str]:
-    return [d for d in databases(stack_postgres(project)) if "replaced" in d or "__old_" in d]
+    """Databases a rollback left beside the live one: a replaced one, or a rollback copy."""
+    names = databases(stack_postgres(project))
+    return [d for d in names if "replaced" in d or "__old_" in d or "__copy_" in d]
 
 
 def assert_listed_artifacts_exist(
@@ -84,6 +86,8 @@ def assert_listed_artifacts_exist(
     for artifact in record.get("kept", []):
         if artifact.startswith(("pre-update snapshot", "pre-rollback dump")):
             assert artifact.split()[2] in listed, artifact
+        elif artifact.startswith("dump "):
+            assert artifact.split()[1] in listed, artifact
         elif artifact.startswith("old container") and "gone" not in artifact:
             assert artifact.split()[2] in names, artifact
         elif artifact.startswith("database"):

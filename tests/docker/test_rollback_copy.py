@@ -1,0 +1,86 @@
+"""The rollback copy on a real server, through the proxy: an exact copy (rows, sequences,
+schema, owner, database settings), a swap that is one transaction and idempotent, a dump
+of the replaced database in the live one's name, and nothing left behind."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from supervisor.exceptions import BackupFailed
+from supervisor.snapshots import SnapshotReason
+from supervisor.snapshots import pg_commands as sql
+from tests.docker.conftest import SnapshotFactory
+from tests.support import pg_state
+from tests.support.databases import PostgresHandle
+
+pytestmark = pytest.mark.docker
+
+TAG = "run0copy"
+
+
+async def test_copy_swap_dump_and_drop(
+    postgres: PostgresHandle, snapshot_service: SnapshotFactory
+) -> None:
+    service = snapshot_service(postgres=postgres.container_id)
+    pg_state.seed(postgres)
+    postgres.psql(f"ALTER DATABASE {postgres.database} SET work_mem TO '7MB'")
+    before = pg_state.state(postgres)
+    # A session of another client (not the app) does not stop the copy: it is ended.
+    idle = subprocess.Popen(  # noqa: S603
+        ["docker", "exec", postgres.container_id, "psql", "-U", postgres.user, "-d",
+         postgres.database, "-c", "SELECT pg_sleep(60)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        copy = await service.copy_database(TAG)
+    finally:
+        idle.kill()
+    assert copy == sql.copy_database_name(postgres.database, TAG)
+    assert pg_state.state(postgres, copy) == before
+    assert (
+        postgres.psql(
+            "SELECT s FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase, "
+            f"unnest(r.setconfig) s WHERE d.datname = '{copy}'"
+        )
+        == "work_mem=7MB"
+    )
+
+    pg_state.change(postgres)  # the new version writes
+    changed = pg_state.state(postgres)
+    assert changed != before
+    kept = sql.kept_database_name(postgres.database, TAG)
+    assert await service.swap_in_copy(TAG, kept)
+    assert pg_state.state(postgres) == before  # the database as it was, by a rename
+    assert pg_state.state(postgres, kept) == changed  # what the new version wrote, aside
+    assert await service.swap_in_copy(TAG, kept)  # a resumed rollback: nothing again
+    assert pg_state.state(postgres) == before
+    assert copy not in pg_state.databases(postgres)
+
+    # The replaced database, dumped in the live one's name, restores as the live one.
+    dump = await service.create(
+        SnapshotReason.PRE_ROLLBACK, "run0", influxdb=False, postgres_source=kept
+    )
+    assert dump.postgres is not None
+    assert dump.postgres.database == postgres.database
+    await service.check(dump.id)
+    await service.drop_kept_database(kept)
+    await service.restore(dump.id)
+    assert pg_state.state(postgres) == changed
+    assert [d for d in pg_state.databases(postgres) if "__" in d] == []
+    assert pg_state.container_leftovers(postgres) == ""
+
+
+async def test_no_room_leaves_nothing_and_a_missing_copy_swaps_nothing(
+    postgres: PostgresHandle, snapshot_service: SnapshotFactory
+) -> None:
+    service = snapshot_service(postgres=postgres.container_id, min_free_bytes_margin=1 << 60)
+    pg_state.seed(postgres)
+    with pytest.raises(BackupFailed, match="no room for a rollback copy"):
+        await service.copy_database(TAG)
+    assert [d for d in pg_state.databases(postgres) if "__" in d] == []
+    kept = sql.kept_database_name(postgres.database, TAG)
+    assert not await service.swap_in_copy(TAG, kept)  # the caller restores instead
+    assert pg_state.databases(postgres).count(postgres.database) == 1
+    await service.drop_copy(TAG)  # idempotent
