@@ -4,7 +4,7 @@ of the replaced database in the live one's name, and nothing left behind."""
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 
 import pytest
 
@@ -18,6 +18,7 @@ from tests.support.databases import PostgresHandle
 pytestmark = pytest.mark.docker
 
 TAG = "run0copy"
+SLEEPING = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'"
 
 
 async def test_copy_swap_dump_and_drop(
@@ -28,24 +29,29 @@ async def test_copy_swap_dump_and_drop(
     postgres.psql(f"ALTER DATABASE {postgres.database} SET work_mem TO '7MB'")
     before = pg_state.state(postgres)
     # A session of another client (not the app) does not stop the copy: it is ended.
-    idle = subprocess.Popen(  # noqa: S603
-        ["docker", "exec", postgres.container_id, "psql", "-U", postgres.user, "-d",
-         postgres.database, "-c", "SELECT pg_sleep(60)"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    idle = await asyncio.create_subprocess_exec(
+        "docker", "exec", postgres.container_id, "psql", "-U", postgres.user, "-d",
+        postgres.database, "-c", "SELECT pg_sleep(60)",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        for _ in range(100):
+            if postgres.psql(SLEEPING) == "1":
+                break
+            await asyncio.sleep(0.1)
+        assert postgres.psql(SLEEPING) == "1"
         copy = await service.copy_database(TAG)
     finally:
-        idle.kill()
+        if idle.returncode is None:
+            idle.kill()
+        await idle.wait()
     assert copy == sql.copy_database_name(postgres.database, TAG)
     assert pg_state.state(postgres, copy) == before
-    assert (
-        postgres.psql(
-            "SELECT s FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase, "
-            f"unnest(r.setconfig) s WHERE d.datname = '{copy}'"
-        )
-        == "work_mem=7MB"
+    settings = postgres.psql(
+        "SELECT s FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase, "  # noqa: S608
+        f"unnest(r.setconfig) s WHERE d.datname = '{copy}'"
     )
+    assert settings == "work_mem=7MB"
 
     pg_state.change(postgres)  # the new version writes
     changed = pg_state.state(postgres)
