@@ -278,23 +278,31 @@ KEPT_MARK = "__old_"
 _KEPT_TAG_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
+def _tagged_name(database: str, mark: str, tag: str) -> str:
+    if not _KEPT_TAG_RE.fullmatch(tag):
+        raise ValueError(f"a database name tag is 1-40 of [A-Za-z0-9_-], not {tag!r}")
+    return derived_name(database, f"{mark}{tag}")
+
+
+def _is_tagged_name(database: str, name: str, mark: str) -> bool:
+    head, found, tag = name.rpartition(mark)
+    if not found or not head or not _KEPT_TAG_RE.fullmatch(tag):
+        return False
+    return name == _tagged_name(database, mark, tag)
+
+
 def kept_database_name(database: str, tag: str) -> str:
     """The name a replaced ``database`` is kept under: ``<database>__old_<tag>``.
 
     ``tag`` (e.g. the run's id) makes it unique and lets a resumed rollback find it
     again. Only names of this form can be dropped by ``drop_kept_database``.
     """
-    if not _KEPT_TAG_RE.fullmatch(tag):
-        raise ValueError(f"a kept database tag is 1-40 of [A-Za-z0-9_-], not {tag!r}")
-    return derived_name(database, f"{KEPT_MARK}{tag}")
+    return _tagged_name(database, KEPT_MARK, tag)
 
 
 def is_kept_name(database: str, name: str) -> bool:
     """Whether ``name`` is ``kept_database_name(database, tag)`` for some tag."""
-    head, mark, tag = name.rpartition(KEPT_MARK)
-    if not mark or not head or not _KEPT_TAG_RE.fullmatch(tag):
-        return False
-    return name == kept_database_name(database, tag)
+    return _is_tagged_name(database, name, KEPT_MARK)
 
 
 COPY_MARK = "__copy_"
@@ -302,16 +310,11 @@ COPY_MARK = "__copy_"
 
 def copy_database_name(database: str, tag: str) -> str:
     """The name of a run's rollback copy of ``database``: ``<database>__copy_<tag>``."""
-    if not _KEPT_TAG_RE.fullmatch(tag):
-        raise ValueError(f"a copy tag is 1-40 of [A-Za-z0-9_-], not {tag!r}")
-    return derived_name(database, f"{COPY_MARK}{tag}")
+    return _tagged_name(database, COPY_MARK, tag)
 
 
 def is_copy_name(database: str, name: str) -> bool:
-    head, mark, tag = name.rpartition(COPY_MARK)
-    if not mark or not head or not _KEPT_TAG_RE.fullmatch(tag):
-        return False
-    return name == copy_database_name(database, tag)
+    return _is_tagged_name(database, name, COPY_MARK)
 
 
 TAGS = ("snapshot", "sequences", "plan", "revision")  # part= lines: checksum_sql.part_lines

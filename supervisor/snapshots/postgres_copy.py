@@ -35,7 +35,11 @@ from supervisor.exceptions import (
 )
 from supervisor.snapshots import pg_commands as sql
 from supervisor.snapshots.postgres import PostgresSnapshots
-from supervisor.snapshots.postgres_restore import drop_quietly, ensure_connectable
+from supervisor.snapshots.postgres_restore import (
+    drop_quietly,
+    ensure_connectable,
+    quietly_connectable,
+)
 
 _LOGGER = logging.getLogger(__name__)
 COPY_ATTEMPTS = 3  # a client reconnecting between terminate and CREATE makes it refuse
@@ -127,18 +131,11 @@ async def swap_in(pg: PostgresSnapshots, copy: str, keep_as: str) -> bool:
             except (SnapshotError, EngineError):
                 swapped = False
         for name in (live, copy, keep_as):
-            await asyncio.shield(_connectable_quietly(pg, name))
+            await asyncio.shield(quietly_connectable(pg, name))
         if not swapped:
             raise
     _LOGGER.info("rollback copy %s swapped in for %s (kept as %s)", copy, live, keep_as)
     return True
-
-
-async def _connectable_quietly(pg: PostgresSnapshots, name: str) -> None:
-    try:
-        await ensure_connectable(pg, name)
-    except (SnapshotError, EngineError) as err:
-        _LOGGER.error("could not make sure %s takes connections: %s", name, err.message)
 
 
 async def drop_copy(pg: PostgresSnapshots, name: str) -> None:

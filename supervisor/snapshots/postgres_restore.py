@@ -202,7 +202,7 @@ async def restore_replacing(
     try:
         return await _replace(pg, folder, dump, entry, (live, restored, short), keep_as)
     finally:
-        await asyncio.shield(_quietly_connectable(pg, live))
+        await asyncio.shield(quietly_connectable(pg, live))
 
 
 async def _replace(
@@ -273,7 +273,7 @@ async def _exists_quietly(pg: PostgresSnapshots, name: str) -> bool:
         return False
 
 
-async def _quietly_connectable(pg: PostgresSnapshots, name: str) -> None:
+async def quietly_connectable(pg: PostgresSnapshots, name: str) -> None:
     try:
         await ensure_connectable(pg, name)
     except (SnapshotError, EngineError) as err:
@@ -282,5 +282,5 @@ async def _quietly_connectable(pg: PostgresSnapshots, name: str) -> None:
 
 async def _undo_swap(pg: PostgresSnapshots, live: str, restored: str) -> None:
     """The renames are one transaction; only the refused connections need undoing."""
-    await _quietly_connectable(pg, live)
+    await quietly_connectable(pg, live)
     await drop_quietly(pg, restored)

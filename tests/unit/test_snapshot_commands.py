@@ -90,7 +90,7 @@ def test_kept_names_are_recognised_and_nothing_else() -> None:
     for name in ("appdb", "appdb__restore_0123abcd", "other__old_x", "appdb__old_",
                  "appdb__old_a b", "xappdb__old_1", "postgres", "appdb__old_" + "x" * 41):  # fmt: skip
         assert not pg.is_kept_name("appdb", name), name
-    with pytest.raises(ValueError, match="kept database tag"):
+    with pytest.raises(ValueError, match="database name tag"):
         pg.kept_database_name("appdb", "no/slash")
 
 
