@@ -58,6 +58,17 @@ class Snapshots(Protocol):
         a rollback replaced): the snapshot restores as the live database."""
         ...
 
+    async def add_postgres(
+        self,
+        snapshot_id: str,
+        source: str,
+        progress: SnapshotProgressCallback | None = None,
+    ) -> SnapshotManifest:
+        """Dump database ``source`` (the rollback copy) into the complete snapshot
+        ``snapshot_id``, which lacks PostgreSQL, in the live database's name; its manifest
+        is replaced atomically. A snapshot that has PostgreSQL already is returned as is."""
+        ...
+
     async def copy_database(self, tag: str) -> str | None:
         """Copy the live PostgreSQL database to ``<db>__copy_<tag>`` inside the server
         (see supervisor.snapshots.postgres_copy) and return that name; None without a
@@ -65,9 +76,10 @@ class Snapshots(Protocol):
         on the database's volume or the server refuses (e.g. a session it cannot end)."""
         ...
 
-    async def swap_in_copy(self, tag: str, keep_replaced_as: str) -> bool:
-        """Rename the live database to ``keep_replaced_as`` and the copy ``tag`` to the live
-        name, in one transaction. Idempotent; False (nothing changed) if the copy is gone."""
+    async def swap_in_copy(self, tag: str) -> str | None:
+        """Rename the live database to ``<db>__old_<tag>`` and the copy ``tag`` to the live
+        name, in one transaction, and return the name the replaced database is kept under.
+        Idempotent; None (nothing changed) if the copy is gone."""
         ...
 
     async def drop_copy(self, tag: str) -> None:

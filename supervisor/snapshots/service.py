@@ -87,6 +87,15 @@ async def _dump_both(
     return dump, backup
 
 
+def _restored_files(manifest: SnapshotManifest, postgres: bool, influxdb: bool) -> set[str]:
+    names: set[str] = set()
+    if postgres and manifest.postgres is not None:
+        names |= {manifest.postgres.dump_file, manifest.postgres.globals_file}
+    if influxdb and manifest.influxdb is not None:
+        names.add(manifest.influxdb.archive_file)
+    return names
+
+
 class SnapshotService:
     def __init__(
         self, engine: Engine, store: SnapshotStore, options: SnapshotOptions, locate: Locator
@@ -235,6 +244,52 @@ class SnapshotService:
         _report(progress, "done", f"snapshot {snapshot_id} complete", 100)
         return manifest
 
+    async def add_postgres(
+        self,
+        snapshot_id: str,
+        source: str,
+        progress: SnapshotProgressCallback | None = None,
+    ) -> SnapshotManifest:
+        async with self._lock:
+            try:
+                return await self._add_postgres(snapshot_id, source, progress)
+            except EngineError as err:
+                raise BackupFailed(
+                    f"adding the PostgreSQL dump to snapshot {snapshot_id} failed: {err.message}"
+                ) from err
+
+    async def _add_postgres(
+        self, snapshot_id: str, source: str, progress: SnapshotProgressCallback | None
+    ) -> SnapshotManifest:
+        manifest = await self.store.get(snapshot_id)
+        if manifest.postgres is not None:
+            return manifest  # added by an earlier call
+        live = await self._postgres(BackupFailed)
+        if live is None:
+            raise BackupFailed("no postgres service is managed")
+        pg = self._source(live, source)
+        await pg.ensure_running(BackupFailed)
+        needed = int(await pg.size() * self.options.size_factor)
+        await asyncio.to_thread(
+            check_free_space, self.options.backup_dir, needed, self.options.min_free_bytes_margin
+        )
+        async with self.store.amend(snapshot_id) as writer:
+            _report(progress, "postgres", f"dumping PostgreSQL database {source}", 5)
+            dump = (await pg.dump(writer)).model_copy(update={"database": live.database})
+            amended = manifest.model_copy(
+                update={
+                    "postgres": dump,
+                    "database_versions": {
+                        **manifest.database_versions, "postgres": dump.server_version,
+                    },
+                    "migration_revision": dump.migration_revision,
+                    "files": [*manifest.files, *writer.files],
+                }
+            )  # fmt: skip
+            await self.store.commit_amend(writer, amended)
+        _report(progress, "done", f"snapshot {snapshot_id} complete with PostgreSQL", 100)
+        return amended
+
     def _source(self, pg: PostgresSnapshots, source: str) -> PostgresSnapshots:
         """The same server, another database of the live one's: its rollback copy, or the
         database a rollback replaced (dumped after the previous version is back)."""
@@ -260,15 +315,16 @@ class SnapshotService:
             _LOGGER.info("copied %s to %s (%d bytes)", pg.database, name, size)
             return name
 
-    async def swap_in_copy(self, tag: str, keep_replaced_as: str) -> bool:
+    async def swap_in_copy(self, tag: str) -> str | None:
         async with self._lock:
             pg = await self._postgres(RestoreFailed)
             if pg is None:
-                return False
+                return None
             copy = sql.copy_database_name(pg.database, tag)
+            kept = sql.kept_database_name(pg.database, tag)
             try:
                 await pg.ensure_running(RestoreFailed)
-                return await postgres_copy.swap_in(pg, copy, keep_replaced_as)
+                return kept if await postgres_copy.swap_in(pg, copy, kept) else None
             except EngineError as err:
                 raise RestoreFailed(f"swapping in {copy} failed: {err.message}") from err
 
@@ -308,10 +364,13 @@ class SnapshotService:
         with_influxdb: bool = True,
         with_postgres: bool = True,
     ) -> SnapshotManifest:
-        _report(progress, "verify", f"checking every file of snapshot {snapshot_id}", 0)
+        _report(progress, "verify", f"checking the files of snapshot {snapshot_id}", 0)
+        # Only the parts restored must be intact: a rollback that swapped its copy in
+        # restores InfluxDB alone, whatever became of the PostgreSQL dump.
+        needed = _restored_files(await self.store.get(snapshot_id), with_postgres, with_influxdb)
         manifest: SnapshotManifest
         manifest, pg, influx = await together(
-            self.store.verify(snapshot_id), self._postgres(RestoreFailed),
+            self.store.verify(snapshot_id, needed), self._postgres(RestoreFailed),
             self._influx(RestoreFailed),
         )  # fmt: skip
         self.store.check_project(manifest)

@@ -31,7 +31,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -135,12 +135,17 @@ class SnapshotStore:
             )
         return manifest
 
-    async def verify(self, snapshot_id: str) -> SnapshotManifest:
-        """Re-hash every file; SnapshotCorrupt names each one that differs or is missing."""
+    async def verify(
+        self, snapshot_id: str, names: Collection[str] | None = None
+    ) -> SnapshotManifest:
+        """Re-hash every file (or only ``names``: the parts about to be restored);
+        SnapshotCorrupt names each one that differs or is missing."""
         manifest = await self.get(snapshot_id)
         folder = self.path_of(snapshot_id)
         problems: list[str] = []
         for expected in manifest.files:
+            if names is not None and expected.name not in names:
+                continue
             try:
                 actual = await asyncio.to_thread(hash_file, folder / expected.name)
             except OSError as err:
@@ -220,6 +225,61 @@ class SnapshotStore:
             _fsync_dir(temp)
             os.rename(temp, final)
             _fsync_dir(self.root)
+        except OSError as err:
+            raise write_error(path, err, len(manifest)) from err
+
+    @asynccontextmanager
+    async def amend(self, snapshot_id: str) -> AsyncIterator[SnapshotWriter]:
+        """A temporary folder for files to add to the complete snapshot ``snapshot_id``
+        (removed if the block fails); :meth:`commit_amend` adds them.
+
+        For a pre-update snapshot whose PostgreSQL dump is taken from the rollback copy
+        after the app runs again: the rest of it (InfluxDB, config) was committed while
+        the app was stopped, so a crash before the dump is added still leaves it usable.
+        """
+        await self.get(snapshot_id)
+        temp = self.root / f"{TEMP_PREFIX}{snapshot_id}-amend"
+        await asyncio.to_thread(shutil.rmtree, temp, True)  # left by a crashed attempt
+        try:
+            await asyncio.to_thread(temp.mkdir, mode=0o700)
+        except OSError as err:
+            raise write_error(temp / MANIFEST_FILE, err, 0) from err
+        writer = SnapshotWriter(snapshot_id, temp)
+        try:
+            yield writer
+        finally:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, temp, True))
+
+    async def commit_amend(self, writer: SnapshotWriter, manifest: SnapshotManifest) -> None:
+        """Move the new files in, then replace the manifest atomically (written, fsynced,
+        renamed over the old one): a crash before the rename leaves the snapshot as it
+        was (unlisted files are ignored, and overwritten by the next attempt)."""
+        before = await self.get(writer.snapshot_id)
+        if manifest.id != writer.snapshot_id or manifest.files != [*before.files, *writer.files]:
+            raise BackupFailed("the amended manifest does not describe the snapshot's files")
+        data = manifest.model_dump_json(indent=2).encode()
+        await asyncio.to_thread(self._commit_amend, writer, self.path_of(manifest.id), data)
+        writer.committed = True
+        _LOGGER.info("snapshot %s amended (%d bytes now)", manifest.id, manifest.total_bytes)
+
+    def _commit_amend(self, writer: SnapshotWriter, final: Path, manifest: bytes) -> None:
+        path = final / f"{MANIFEST_FILE}.new"
+        try:
+            for entry in writer.files:
+                fd = os.open(writer.path / entry.name, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(writer.path / entry.name, final / entry.name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(manifest)
+                handle.flush()
+                os.fsync(handle.fileno())
+            _fsync_dir(final)
+            os.replace(path, final / MANIFEST_FILE)
+            _fsync_dir(final)
         except OSError as err:
             raise write_error(path, err, len(manifest)) from err
 

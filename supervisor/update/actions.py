@@ -18,6 +18,7 @@ from supervisor.engine.models import PullProgress, RetainedContainer
 from supervisor.exceptions import EngineError, MigrationFailed, SignatureRefused, SnapshotError
 from supervisor.signatures.models import Policy
 from supervisor.snapshots.const import SnapshotReason
+from supervisor.update import deferred_dump
 from supervisor.update.faults import fault_point
 from supervisor.update.models import RetainedRecord
 from supervisor.update.stages import Stage
@@ -104,17 +105,24 @@ async def backup(run: UpdateRun) -> None:
     images = {
         t.service: t.current_digest or t.current_image or "" for t in record.services.values()
     }
+    later = deferred_dump.deferred(run)  # PostgreSQL from the copy, with the app running
     snapshot = await asyncio.wait_for(
         run.deps.snapshots.create(
-            SnapshotReason.PRE_UPDATE, record.update_id, images, run.snapshot_progress
+            SnapshotReason.PRE_UPDATE, record.update_id, images, run.snapshot_progress,
+            postgres=not later,
         ),
         run.settings.backup_timeout,
-    )
+    )  # fmt: skip
     record.snapshot_id = snapshot.id
+    if later:
+        record.snapshot_postgres = "pending"
     await run.save()
     run.log(f"snapshot {snapshot.id} written")
     await run.deps.snapshots.check(snapshot.id)
     run.log(f"snapshot {snapshot.id} verified: checksums match and the dump is readable")
+    if later:
+        deferred_dump.start(run)
+        run.log("the database is dumped from the rollback copy while the new version starts")
 
 
 async def rollback_copy(run: UpdateRun) -> None:
@@ -227,6 +235,7 @@ async def healthcheck(run: UpdateRun) -> None:
             )
     if run.record.update_order == "start-first":
         await take_over(run)
+    await deferred_dump.finish(run)
 
 
 async def take_over(run: UpdateRun) -> None:

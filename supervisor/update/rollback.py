@@ -45,11 +45,13 @@ from supervisor.exceptions import (
     EngineError,
     EngineNotFound,
     RollbackUnsafe,
+    SnapshotCorrupt,
     SnapshotError,
     SupervisorError,
 )
 from supervisor.snapshots.const import SnapshotReason
 from supervisor.snapshots.pg_commands import kept_database_name
+from supervisor.update import deferred_dump
 from supervisor.update.completion import write_pins
 from supervisor.update.faults import fault_point
 from supervisor.update.models import RollbackJournal, RunError
@@ -133,7 +135,7 @@ async def drop_rollback_copy(run: UpdateRun) -> None:
     """The run's rollback copy, once no end of the run can need it (idempotent: after a
     swap it no longer exists under its name). A failure is a warning: it is a copy."""
     record = run.record
-    if record.rollback_copy == "none":
+    if record.rollback_copy in ("none", "kept"):
         return
     try:
         await run.deps.snapshots.drop_copy(record.update_id)
@@ -160,6 +162,7 @@ async def roll_back(run: UpdateRun) -> None:
         record.rollback = record.rollback or RollbackJournal()
         run.log("resuming the rollback from its journal")
     try:
+        await deferred_dump.cancel(run)  # it holds a session on the copy
         await _stop_new(run)
         await remove_one_shots(run)
         if _data_touched(run) and record.snapshot_id:
@@ -189,6 +192,17 @@ async def roll_back(run: UpdateRun) -> None:
     await run.finish(Stage.ROLLED_BACK)
 
 
+def _refuse_without_postgres(run: UpdateRun, has_postgres: bool) -> None:
+    """A snapshot whose PostgreSQL part was still to come from the rollback copy must not
+    be restored as if it were whole (InfluxDB back, the database left as it is)."""
+    if not has_postgres and run.record.snapshot_postgres != "included":
+        raise RollbackUnsafe(
+            f"the pre-update snapshot {run.record.snapshot_id} has no PostgreSQL dump (it "
+            "was to be taken from the rollback copy) and the copy is not there to swap in; "
+            "the database was not touched"
+        )
+
+
 def _via_copy(run: UpdateRun) -> bool:
     """Decided once per rollback, before its first data step: swap the rollback copy in
     (it is ready) unless a restore of the dump was already begun."""
@@ -210,34 +224,38 @@ async def _swap_copy_in(run: UpdateRun, snapshot_id: str) -> None:
             await _pre_rollback_dump(run, postgres=False)
         await _check_pre_rollback(run)
     if not journal.restored:
-        replaced = (
-            replaced_database_name(manifest.postgres.database, record.update_id)
-            if manifest.postgres is not None
-            else None
-        )
-        journal.restore_started, journal.replaced_database = True, replaced
+        journal.restore_started = True
         await run.save()  # journaled before the swap acts
         await fault_point("rollback.restore-started")
-        swapped = False
-        if replaced is not None:
-            run.log(f"swapping the rollback copy {record.rollback_copy_name} in for the database")
-            swapped = await snapshots.swap_in_copy(record.update_id, replaced)
-            if not swapped:
+        run.log(f"swapping the rollback copy {record.rollback_copy_name} in for the database")
+        replaced = await snapshots.swap_in_copy(record.update_id)
+        if replaced is None:
+            _refuse_without_postgres(run, manifest.postgres is not None)
+            if manifest.postgres is not None:
+                replaced = replaced_database_name(manifest.postgres.database, record.update_id)
                 run.log(f"the rollback copy is gone: restoring the database from {snapshot_id}")
                 await snapshots.restore(
                     snapshot_id, run.snapshot_progress, keep_replaced_as=replaced,
                     influxdb=False,
                 )  # fmt: skip
-        journal.restored = True
+        journal.restored, journal.replaced_database = True, replaced
         await run.save()
         if replaced:
             run.log(f"database back as it was; the replaced one is kept as {replaced} for now")
         await fault_point("rollback.swapped")
     if manifest.influxdb is not None and not journal.influx_restored:
         if journal.pre_rollback == "verified":
-            await snapshots.restore(
-                snapshot_id, run.snapshot_progress, influxdb=True, postgres=False
-            )
+            try:
+                await snapshots.restore(
+                    snapshot_id, run.snapshot_progress, influxdb=True, postgres=False
+                )
+            except SnapshotCorrupt as err:  # checked before it changed anything
+                await _warn_once(
+                    run,
+                    f"InfluxDB was not restored: its archive in snapshot {snapshot_id} is "
+                    f"damaged ({err.message}); it keeps the failed version's points, and the "
+                    f"pre-rollback backup {record.pre_rollback_snapshot_id} holds them too",
+                )
         else:
             await _warn_once(
                 run,
@@ -343,6 +361,7 @@ async def _restore_data(run: UpdateRun, snapshot_id: str) -> None:
         await run.save()
     if not journal.restored:
         manifest = await snapshots.get(snapshot_id)
+        _refuse_without_postgres(run, manifest.postgres is not None)
         replaced = (
             replaced_database_name(manifest.postgres.database, run.record.update_id)
             if manifest.postgres is not None
@@ -540,7 +559,7 @@ async def kept_artifacts(run: UpdateRun) -> list[str]:
         state = "" if journal.replaced_snapshot_id in listed else " (not found in backups/)"
         kept.append(f"dump {journal.replaced_snapshot_id} of what the failed version wrote{state}")
     swapped_in = journal is not None and journal.via_copy and journal.restored
-    if record.rollback_copy == "ready" and not swapped_in:
+    if record.rollback_copy in ("ready", "kept") and not swapped_in:
         kept.append(
             f"database {record.rollback_copy_name} (a copy of the database before the update)"
         )

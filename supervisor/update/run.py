@@ -76,6 +76,8 @@ class UpdateRun:
         self.settings = deps.settings
         # Set by start-up recovery: engine calls of the dead process may still be in flight.
         self.recovering = False
+        # The pre-update dump of the rollback copy, running beside the run (deferred_dump).
+        self.pre_update_dump: asyncio.Future[None] | None = None
 
     # --- journal + events ---------------------------------------------------------
 

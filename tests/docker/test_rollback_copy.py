@@ -57,10 +57,10 @@ async def test_copy_swap_dump_and_drop(
     changed = pg_state.state(postgres)
     assert changed != before
     kept = sql.kept_database_name(postgres.database, TAG)
-    assert await service.swap_in_copy(TAG, kept)
+    assert await service.swap_in_copy(TAG) == kept
     assert pg_state.state(postgres) == before  # the database as it was, by a rename
     assert pg_state.state(postgres, kept) == changed  # what the new version wrote, aside
-    assert await service.swap_in_copy(TAG, kept)  # a resumed rollback: nothing again
+    assert await service.swap_in_copy(TAG) == kept  # a resumed rollback: nothing again
     assert pg_state.state(postgres) == before
     assert copy not in pg_state.databases(postgres)
 
@@ -86,7 +86,34 @@ async def test_no_room_leaves_nothing_and_a_missing_copy_swaps_nothing(
     with pytest.raises(BackupFailed, match="no room for a rollback copy"):
         await service.copy_database(TAG)
     assert [d for d in pg_state.databases(postgres) if "__" in d] == []
-    kept = sql.kept_database_name(postgres.database, TAG)
-    assert not await service.swap_in_copy(TAG, kept)  # the caller restores instead
+    assert await service.swap_in_copy(TAG) is None  # the caller restores instead
     assert pg_state.databases(postgres).count(postgres.database) == 1
     await service.drop_copy(TAG)  # idempotent
+
+
+async def test_a_snapshot_completed_from_the_copy_restores_the_moment_of_the_copy(
+    postgres: PostgresHandle, snapshot_service: SnapshotFactory
+) -> None:
+    """The pre-update snapshot without PostgreSQL (taken while the app is stopped), then
+    the copy's dump added to it while the live database changes: it restores the copy's
+    moment, in the live database's name."""
+    service = snapshot_service(postgres=postgres.container_id)
+    pg_state.seed(postgres)
+    before = pg_state.state(postgres)
+    copy = await service.copy_database(TAG)
+    assert copy is not None
+    partial = await service.create(SnapshotReason.PRE_UPDATE, "run0", postgres=False)
+    assert partial.postgres is None
+    pg_state.change(postgres)  # the new version runs while the copy is dumped
+    whole = await service.add_postgres(partial.id, copy)
+    assert whole.postgres is not None
+    assert whole.postgres.database == postgres.database
+    assert [f.name for f in whole.files][: len(partial.files)] == [f.name for f in partial.files]
+    assert await service.add_postgres(partial.id, copy) == whole  # done: nothing again
+    await service.check(whole.id)
+    assert (await service.list())[0] == whole
+    await service.drop_copy(TAG)
+    await service.restore(whole.id)
+    assert pg_state.state(postgres) == before
+    assert [d for d in pg_state.databases(postgres) if "__" in d] == []
+    assert pg_state.container_leftovers(postgres) == ""

@@ -506,6 +506,7 @@ class FakeSnapshots:
         self.create_parts: list[tuple[bool, bool, str | None]] = []  # postgres, influx, source
         self.copies: set[str] = set()  # rollback copies that exist
         self.dropped_copies: list[str] = []
+        self.added_postgres: list[tuple[str, str]] = []  # (snapshot id, source database)
 
     def _maybe_fail(self, operation: str) -> None:
         if operation in self.fail:
@@ -603,6 +604,23 @@ class FakeSnapshots:
             self.kept.append(keep_replaced_as)
         return manifest
 
+    async def add_postgres(
+        self, snapshot_id: str, source: str, progress: SnapshotProgressCallback | None = None
+    ) -> SnapshotManifest:
+        manifest = await self.get(snapshot_id)
+        if manifest.postgres is not None:
+            return manifest
+        self._maybe_fail("add_postgres")
+        await self._held("add_postgres")
+        self.added_postgres.append((snapshot_id, source))
+        full = self.add()
+        amended = manifest.model_copy(
+            update={"postgres": full.postgres, "files": [*manifest.files, *full.files[:2]]}
+        )
+        del self.manifests[full.id]
+        self.manifests[snapshot_id] = amended
+        return amended
+
     async def copy_database(self, tag: str) -> str | None:
         """``fail["copy_database"]`` stands for a full database volume or a refusal."""
         self._maybe_fail("copy_database")
@@ -611,15 +629,15 @@ class FakeSnapshots:
         self.copies.add(name)
         return name
 
-    async def swap_in_copy(self, tag: str, keep_replaced_as: str) -> bool:
-        copy = f"{FAKE_DATABASE}__copy_{tag}"
+    async def swap_in_copy(self, tag: str) -> str | None:
+        copy, kept = f"{FAKE_DATABASE}__copy_{tag}", f"{FAKE_DATABASE}__old_{tag}"
         if copy not in self.copies:  # like the real one: done before, or gone
-            return keep_replaced_as in self.kept
+            return kept if kept in self.kept else None
         self._maybe_fail("swap_in_copy")
         await self._held("swap_in_copy")
         self.copies.remove(copy)
-        self.kept.append(keep_replaced_as)
-        return True
+        self.kept.append(kept)
+        return kept
 
     async def drop_copy(self, tag: str) -> None:
         name = f"{FAKE_DATABASE}__copy_{tag}"

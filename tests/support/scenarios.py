@@ -106,13 +106,19 @@ def running_sidecar(
 
 @contextmanager
 def held_update(
-    project: ComposeProject, proxy_url: str, workdir: Path, target: str, hold: str
+    project: ComposeProject,
+    proxy_url: str,
+    workdir: Path,
+    target: str,
+    hold: str,
+    **overrides: str,
 ) -> Iterator[tuple[Sidecar, str]]:
     """A sidecar (no rehearsal) updating to ``target``, held at ``hold`` for 6 s: the test
     does its damage inside the hold, then waits for the end."""
     with running_sidecar(
-        project, proxy_url, workdir, STACKSUP_FAULT_HOLD=f"{hold}:6", SUPERVISOR_REHEARSE="false"
-    ) as sc:
+        project, proxy_url, workdir, STACKSUP_FAULT_HOLD=f"{hold}:6", SUPERVISOR_REHEARSE="false",
+        **overrides,
+    ) as sc:  # fmt: skip
         sc.start()
         update_id = start(sc, target)
         wait_for(lambda: sc.log_has(f"holding {hold}"), f"the {hold} hold")

@@ -109,7 +109,7 @@ async def test_a_crash_inside_a_rollback_by_copy_resumes_it(
     started, recovered = await _crash_at(world, point, monkeypatch, caplog)
     assert recovered.rollback is not None
     assert recovered.rollback.via_copy
-    parts = [p for (reason, _), p in zip(world.snapshots.created, world.snapshots.create_parts, strict=False)
+    parts = [p for (reason, _), p in zip(world.snapshots.created, world.snapshots.create_parts, strict=True)
              if reason == "pre-rollback"]  # fmt: skip
     replaced = replaced_database_name(FAKE_DATABASE, started.update_id)
     assert parts == [(False, True, None), (True, False, replaced)], parts
@@ -470,3 +470,68 @@ async def test_needs_intervention_keeps_and_lists_the_copy(stack: World) -> None
     copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
     assert world.snapshots.copies == {copy}
     assert any(copy in line for line in record.kept), record.kept
+
+
+# --- the pre-update dump taken from the copy, with the app running ---------------------------
+
+
+async def test_the_database_is_dumped_from_the_copy_after_the_outage(stack: World) -> None:
+    world = stack
+    record = await world.update("1.1.0")
+    assert record.result is Stage.COMPLETED, record.error
+    copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
+    pre_update = [p for (reason, _), p in zip(world.snapshots.created, world.snapshots.create_parts, strict=True)
+                  if reason == "pre-update"]  # fmt: skip
+    assert pre_update == [(False, True, None)]  # InfluxDB and config while stopped
+    assert world.snapshots.added_postgres == [(record.snapshot_id, copy)]
+    assert record.snapshot_postgres == "added"
+    assert record.snapshot_id is not None
+    manifest = world.snapshots.manifests[record.snapshot_id]
+    assert manifest.postgres is not None
+    assert manifest.influxdb is not None
+    assert world.snapshots.checked.count(record.snapshot_id) == 2  # before and after
+    assert world.snapshots.copies == set()  # dropped after completion
+
+
+async def test_a_rollback_ends_the_dump_of_the_copy_and_swaps_it_in(stack: World) -> None:
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.snapshots.gates["add_postgres"] = asyncio.Event()  # the dump is still running
+    record = await world.update("1.3.0")
+    assert record.result is Stage.ROLLED_BACK, record.error
+    assert record.snapshot_postgres == "cancelled"
+    assert record.rollback is not None
+    assert record.rollback.via_copy
+    assert world.snapshots.postgres_restored == [False]
+    assert world.snapshots.added_postgres == []
+    _assert_old_version_back(world)
+
+
+async def test_a_failed_dump_of_the_copy_keeps_the_copy(stack: World) -> None:
+    world = stack
+    world.snapshots.fail["add_postgres"] = DiskFull("no space left on the backups disk")
+    record = await world.update("1.1.0")
+    assert record.result is Stage.COMPLETED  # the update itself succeeded
+    copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
+    assert record.snapshot_postgres == "failed"
+    assert record.rollback_copy == "kept"
+    assert world.snapshots.copies == {copy}
+    assert world.snapshots.dropped_copies == []
+    assert any(copy in w and "pre-update dump" in w for w in record.warnings)
+
+
+async def test_without_copy_or_dump_the_rollback_does_not_restore_half(stack: World) -> None:
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.snapshots.gates["add_postgres"] = asyncio.Event()
+    gate = asyncio.Event()
+    world.engine.gates["run_one_shot"] = gate
+    started = await world.manager.start(StartRequest(target_version="1.3.0"))
+    await _until(lambda: world.manager.status(started.update_id).state is Stage.MIGRATE, "migrate")
+    world.snapshots.copies.clear()  # someone dropped the copy by hand
+    gate.set()
+    record = await world.manager.wait(started.update_id)
+    assert record.result is Stage.NEEDS_INTERVENTION
+    assert record.error is not None
+    assert "has no PostgreSQL dump" in record.error.message
+    assert world.snapshots.restored == []  # neither InfluxDB alone nor anything else
