@@ -76,7 +76,7 @@ async def clean_up(deps: RunDeps, record: RunRecord) -> None:
             await deps.engine.discard_retained(from_record(retained))
         except Exception as err:
             record.warnings = [*record.warnings, f"old container {retained.old_name}: {err}"]
-    if record.rollback_copy in ("making", "ready"):
+    if record.rollback_copy != "none":
         try:
             await deps.snapshots.drop_copy(record.update_id)
             record.rollback_copy = "none"

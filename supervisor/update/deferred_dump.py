@@ -11,8 +11,9 @@ Why: the dump is the longest part of the outage (18 s of 25 s at 1 GB), and with
 rollback copy it no longer has to happen while the app is down. The copy holds
 exactly the data of the moment the app stopped, nothing writes to it, so dumping
 it later gives the same snapshot. A run completes only once the snapshot holds
-the dump and verifies; a failure there (after the new version is healthy) keeps
-the copy as the pre-update data instead of dropping it, with a warning.
+the dump and verifies: a run never completes without its verified pre-update
+snapshot. If the dump fails (a full backups disk, a refusal), the health stage
+fails with that error and the run rolls back, by the copy, which is quick.
 
 A rollback first ends the dump (it holds a session on the copy, which must be
 renamed); the snapshot then lacks PostgreSQL, which the swap makes unnecessary. A
@@ -26,7 +27,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from supervisor.exceptions import SnapshotError
+from supervisor.exceptions import BackupFailed, SnapshotError
 
 if TYPE_CHECKING:
     from supervisor.update.run import UpdateRun
@@ -54,7 +55,8 @@ async def _dump_copy(run: UpdateRun) -> None:
 
 async def finish(run: UpdateRun) -> None:
     """Wait for the dump of the copy (the new version is healthy by now); journal how it
-    ended. Never fails the run: the update itself succeeded."""
+    ended. A failure is raised: the run then rolls back (by the copy), as it would have
+    failed in ``backup`` had the dump been taken there."""
     record = run.record
     if record.snapshot_postgres != "pending":
         return
@@ -68,17 +70,18 @@ async def finish(run: UpdateRun) -> None:
     try:
         await task
     except (SnapshotError, TimeoutError) as err:
-        message = getattr(err, "message", None) or "not done in time"
-        record.snapshot_postgres, record.rollback_copy = "failed", "kept"
-        record.warnings = [
-            *record.warnings,
-            f"the pre-update dump of the database failed ({message}): the database as it "
-            f"was before the update is kept as {record.rollback_copy_name}; snapshot "
-            f"{record.snapshot_id} holds InfluxDB and the config files only",
-        ]
+        record.snapshot_postgres = "failed"
         await run.save()
-        run.log(record.warnings[-1])
-        return
+        if isinstance(err, TimeoutError):
+            raise BackupFailed(
+                f"the pre-update dump of the database (from the rollback copy) was not done "
+                f"in {run.settings.backup_timeout:g} s; rolling back"
+            ) from err
+        raise type(err)(
+            f"the pre-update dump of the database (from the rollback copy) failed: "
+            f"{err.message}; rolling back",
+            **err.details,
+        ) from err
     record.snapshot_postgres = "added"
     await run.save()
     run.log(f"snapshot {record.snapshot_id} complete: the database dumped from the copy, verified")

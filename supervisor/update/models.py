@@ -138,11 +138,11 @@ class RunRecord(_Model):
     # The rollback copy of the database (supervisor.snapshots.postgres_copy), tagged with
     # the run's id: ``making`` is journaled before it is made, ``ready`` once it is
     # complete (only a ready one is swapped in); any other end drops it by its tag.
-    rollback_copy: Literal["none", "making", "ready", "kept"] = "none"
+    rollback_copy: Literal["none", "making", "ready"] = "none"
     rollback_copy_name: str | None = None
     # Whether the pre-update snapshot holds PostgreSQL: ``included`` (dumped while the app
     # was stopped), or dumped from the rollback copy after the app runs again: ``pending``
-    # → ``added``; ``failed`` (the copy is then ``kept``), ``cancelled`` (a rollback).
+    # → ``added``; ``failed`` (the run rolls back), ``cancelled`` (a rollback ended it).
     snapshot_postgres: Literal["included", "pending", "added", "failed", "cancelled"] = "included"
     stopped: list[str] = Field(default_factory=list)  # container ids the run stopped
     retained: list[RetainedRecord] = Field(default_factory=list)

@@ -135,7 +135,7 @@ async def drop_rollback_copy(run: UpdateRun) -> None:
     """The run's rollback copy, once no end of the run can need it (idempotent: after a
     swap it no longer exists under its name). A failure is a warning: it is a copy."""
     record = run.record
-    if record.rollback_copy in ("none", "kept"):
+    if record.rollback_copy == "none":
         return
     try:
         await run.deps.snapshots.drop_copy(record.update_id)
@@ -559,7 +559,7 @@ async def kept_artifacts(run: UpdateRun) -> list[str]:
         state = "" if journal.replaced_snapshot_id in listed else " (not found in backups/)"
         kept.append(f"dump {journal.replaced_snapshot_id} of what the failed version wrote{state}")
     swapped_in = journal is not None and journal.via_copy and journal.restored
-    if record.rollback_copy in ("ready", "kept") and not swapped_in:
+    if record.rollback_copy == "ready" and not swapped_in:
         kept.append(
             f"database {record.rollback_copy_name} (a copy of the database before the update)"
         )

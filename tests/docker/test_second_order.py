@@ -148,11 +148,11 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def fill_when_dumping(backups: Path, stop: threading.Event) -> None:
+def fill_when_dumping(backups: Path, stop: threading.Event, folders: str = ".tmp-*") -> None:
     """Another process fills the disk once the dump is being written (a ``.tmp-`` folder
     holds a file that grows), after preflight said there was room."""
     while not stop.is_set():
-        growing = [f for d in backups.glob(".tmp-*") for f in d.glob("*") if f.stat().st_size]
+        growing = [f for d in backups.glob(folders) for f in d.glob("*") if f.stat().st_size]
         if growing:
             subprocess.run(["dd", "if=/dev/zero", f"of={backups / 'filler'}", "bs=1M"],
                            capture_output=True, check=False)  # fmt: skip
@@ -173,8 +173,9 @@ def test_backups_disk_full_mid_dump_fails_at_backup(
         before = items_state(project)
         old_app = project.container("app")
         with running_sidecar(
-            project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false"
-        ) as sc:
+            project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false",
+            SUPERVISOR_ROLLBACK_COPY="false",  # the dump inside the outage; copy: below
+        ) as sc:  # fmt: skip
             sc.start()
             stop = threading.Event()
             filler = threading.Thread(target=fill_when_dumping, args=(backups, stop))
@@ -197,6 +198,51 @@ def test_backups_disk_full_mid_dump_fails_at_backup(
             assert leftovers == [], leftovers
     write_artifact("backups disk full mid-dump", "| end | stage | error | running | data | partial snapshots |",
               ["| failed | backup | disk_full | 1.0.0 (same container) | equal | none |"])  # fmt: skip
+
+
+@pytest.mark.timeout(600)
+def test_backups_disk_full_while_the_copy_is_dumped_rolls_back_by_the_copy(
+    compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
+) -> None:
+    """With a rollback copy the database is dumped after the outage; the disk fills while
+    that dump is added to the snapshot: no run completes without its pre-update dump, so
+    it rolls back (by the copy), the old container and the data as they were."""
+    with compose_stack("1.0.0") as project, small_tmpfs(tmp_path / "backups", "400m") as backups:
+        stack_postgres(project).psql(
+            "INSERT INTO items (name) SELECT md5(g::text) || md5((g * 7)::text) || "
+            "md5((g * 13)::text) FROM generate_series(1, 600000) g"
+        )
+        before = items_state(project)
+        old_app = project.container("app")
+        with running_sidecar(
+            project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false"
+        ) as sc:
+            sc.start()
+            stop = threading.Event()
+            filler = threading.Thread(
+                target=fill_when_dumping, args=(backups, stop, ".tmp-*-amend")
+            )
+            filler.start()
+            update_id = start(sc, "1.1.0")
+            try:
+                record = wait_end(sc, update_id)
+            finally:
+                stop.set()
+                filler.join(30)
+            assert (backups / "filler").exists(), "the disk was never filled"
+            assert record["state"] == "rolled_back", record.get("error")
+            assert record["error"]["error_key"] == "disk_full", record["error"]
+            assert "pre-update dump of the database" in record["error"]["message"]
+            assert record["snapshot_postgres"] == "failed"
+            assert record["rollback"]["via_copy"]
+            assert app_version(project) == "1.0.0"
+            assert project.container("app") == old_app
+            assert items_state(project) == before
+            assert not [p.name for p in backups.glob(".tmp-*")]  # no half-written folder
+            assert_listed_artifacts_exist(record, sc, project)
+    write_artifact("backups disk full while the copy is dumped",
+              "| end | error | running | data |",
+              ["| rolled_back (by the copy) | disk_full | 1.0.0 (same container) | equal |"])  # fmt: skip
 
 
 # --- 3. a corrupted pre-update snapshot, then a failed migration ----------------------------

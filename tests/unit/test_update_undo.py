@@ -507,17 +507,23 @@ async def test_a_rollback_ends_the_dump_of_the_copy_and_swaps_it_in(stack: World
     _assert_old_version_back(world)
 
 
-async def test_a_failed_dump_of_the_copy_keeps_the_copy(stack: World) -> None:
+async def test_a_failed_dump_of_the_copy_rolls_back_by_the_copy(stack: World) -> None:
+    """No run completes without its verified pre-update snapshot: a dump of the copy that
+    fails (here a full backups disk) fails the health stage, and the copy is swapped in."""
     world = stack
     world.snapshots.fail["add_postgres"] = DiskFull("no space left on the backups disk")
     record = await world.update("1.1.0")
-    assert record.result is Stage.COMPLETED  # the update itself succeeded
-    copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
+    assert record.result is Stage.ROLLED_BACK
+    assert record.error is not None
+    assert record.error.error_key == "disk_full"
+    assert record.error.stage is Stage.HEALTHCHECK
+    assert "pre-update dump of the database" in record.error.message
     assert record.snapshot_postgres == "failed"
-    assert record.rollback_copy == "kept"
-    assert world.snapshots.copies == {copy}
-    assert world.snapshots.dropped_copies == []
-    assert any(copy in w and "pre-update dump" in w for w in record.warnings)
+    assert record.rollback is not None
+    assert record.rollback.via_copy
+    assert world.snapshots.postgres_restored == [False]
+    assert world.snapshots.copies == set()
+    _assert_old_version_back(world)
 
 
 async def test_without_copy_or_dump_the_rollback_does_not_restore_half(stack: World) -> None:
