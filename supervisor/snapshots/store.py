@@ -91,6 +91,14 @@ class SnapshotWriter:
         return self.add(entry)
 
 
+async def _new_writer(snapshot_id: str, temp: Path) -> SnapshotWriter:
+    try:
+        await asyncio.to_thread(temp.mkdir, mode=0o700)
+    except OSError as err:
+        raise write_error(temp / MANIFEST_FILE, err, 0) from err
+    return SnapshotWriter(snapshot_id, temp)
+
+
 class SnapshotStore:
     """Snapshots of one Compose project in ``root``; the only code that touches those paths."""
 
@@ -185,11 +193,7 @@ class SnapshotStore:
         temp = self.root / f"{TEMP_PREFIX}{snapshot_id}"
         if await asyncio.to_thread(final.exists):
             raise BackupFailed(f"snapshot {snapshot_id} exists already")
-        try:
-            await asyncio.to_thread(temp.mkdir, mode=0o700)
-        except OSError as err:
-            raise write_error(temp / MANIFEST_FILE, err, 0) from err
-        writer = SnapshotWriter(snapshot_id, temp)
+        writer = await _new_writer(snapshot_id, temp)
         try:
             yield writer
         finally:
@@ -240,11 +244,7 @@ class SnapshotStore:
         await self.get(snapshot_id)
         temp = self.root / f"{TEMP_PREFIX}{snapshot_id}-amend"
         await asyncio.to_thread(shutil.rmtree, temp, True)  # left by a crashed attempt
-        try:
-            await asyncio.to_thread(temp.mkdir, mode=0o700)
-        except OSError as err:
-            raise write_error(temp / MANIFEST_FILE, err, 0) from err
-        writer = SnapshotWriter(snapshot_id, temp)
+        writer = await _new_writer(snapshot_id, temp)
         try:
             yield writer
         finally:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.compose import StackFactory
+from tests.support.compose import ComposeProject, StackFactory
 from tests.support.dockercli import docker
 from tests.support.pg_state import databases
 from tests.support.scenarios import (
@@ -148,6 +148,14 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def add_incompressible_rows(project: ComposeProject) -> None:
+    """Poorly compressible rows, so that the dump takes a moment to write."""
+    stack_postgres(project).psql(
+        "INSERT INTO items (name) SELECT md5(g::text) || md5((g * 7)::text) || "
+        "md5((g * 13)::text) FROM generate_series(1, 600000) g"
+    )
+
+
 def fill_when_dumping(backups: Path, stop: threading.Event, folders: str = ".tmp-*") -> None:
     """Another process fills the disk once the dump is being written (a ``.tmp-`` folder
     holds a file that grows), after preflight said there was room."""
@@ -165,11 +173,7 @@ def test_backups_disk_full_mid_dump_fails_at_backup(
     compose_stack: StackFactory, docker_proxy_url: str, tmp_path: Path
 ) -> None:
     with compose_stack("1.0.0") as project, small_tmpfs(tmp_path / "backups", "400m") as backups:
-        # Poorly compressible rows, so that the dump takes a moment to write.
-        stack_postgres(project).psql(
-            "INSERT INTO items (name) SELECT md5(g::text) || md5((g * 7)::text) || "
-            "md5((g * 13)::text) FROM generate_series(1, 600000) g"
-        )
+        add_incompressible_rows(project)
         before = items_state(project)
         old_app = project.container("app")
         with running_sidecar(
@@ -208,10 +212,7 @@ def test_backups_disk_full_while_the_copy_is_dumped_rolls_back_by_the_copy(
     that dump is added to the snapshot: no run completes without its pre-update dump, so
     it rolls back (by the copy), the old container and the data as they were."""
     with compose_stack("1.0.0") as project, small_tmpfs(tmp_path / "backups", "400m") as backups:
-        stack_postgres(project).psql(
-            "INSERT INTO items (name) SELECT md5(g::text) || md5((g * 7)::text) || "
-            "md5((g * 13)::text) FROM generate_series(1, 600000) g"
-        )
+        add_incompressible_rows(project)
         before = items_state(project)
         old_app = project.container("app")
         with running_sidecar(
