@@ -90,6 +90,7 @@ async def _tar_stream(
 
 
 _GO_MODE_DIR = 1 << 31  # os.ModeDir in the engine's path stat
+_GO_MODE_SYMLINK = 1 << 27  # os.ModeSymlink
 
 
 async def check_directory(engine: DockerEngine, container_id: str, container_dir: str) -> None:
@@ -122,7 +123,7 @@ async def check_directory(engine: DockerEngine, container_id: str, container_dir
         mode = int(json.loads(base64.b64decode(encoded)).get("mode", 0))
     except (ValueError, TypeError, AttributeError):
         return  # an engine without the stat header: the upload's own answer decides
-    if not mode & _GO_MODE_DIR:
+    if not mode & (_GO_MODE_DIR | _GO_MODE_SYMLINK):  # a link: the upload follows it
         raise EngineNotFound(f"{where}: not a directory")
 
 
@@ -146,7 +147,11 @@ async def put_file(
     if "/" in target_name or target_name in ("", ".", ".."):
         raise ValueError(f"not a plain file name: {target_name!r}")
     action = f"copying {local_path.name} into container {container_id[:12]}:{container_dir}"
-    await check_directory(engine, container_id, container_dir)
+    try:
+        async with asyncio.timeout(timeout):
+            await check_directory(engine, container_id, container_dir)
+    except TimeoutError as err:
+        raise JobTimeout(f"{action}: the engine did not answer in {timeout:g} s") from err
     handle = await asyncio.to_thread(local_path.open, "rb")
     try:
         stat = os.fstat(handle.fileno())

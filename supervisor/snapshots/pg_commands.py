@@ -181,11 +181,52 @@ def create_database(name: str, owner: str, encoding: str, collate: str, ctype: s
     )
 
 
+# Settings whose value is a list stored as text ("a, b"): set element by element, as
+# pg_dump does, or ``search_path TO 'a, b'`` would name one schema called "a, b".
+LIST_SETTINGS = frozenset(
+    {"search_path", "temp_tablespaces", "session_preload_libraries",
+     "shared_preload_libraries", "local_preload_libraries"}
+)  # fmt: skip
+
+
+def split_setting_list(value: str) -> list[str]:
+    """``a, "B c", "x""y"`` → ``['a', 'B c', 'x"y']`` (identifiers unquoted)."""
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(value):
+        char = value[i]
+        if quoted:
+            if char == '"' and value[i + 1 : i + 2] == '"':
+                current.append('"')
+                i += 1
+            elif char == '"':
+                quoted = False
+            else:
+                current.append(char)
+        elif char == '"':
+            quoted = True
+        elif char == ",":
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
 def database_setting(name: str, setting: str) -> str:
     """``ALTER DATABASE … SET`` from a ``pg_db_role_setting`` entry ``key=value``."""
     key, _, value = setting.partition("=")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
         raise ValueError(f"unexpected database setting {setting!r}")
+    if key.lower() in LIST_SETTINGS:
+        elements = split_setting_list(value) or [""]
+        return f"ALTER DATABASE {quote_ident(name)} SET {key} TO " + ", ".join(
+            quote_literal(element) for element in elements
+        )
     return f"ALTER DATABASE {quote_ident(name)} SET {key} TO {quote_literal(value)}"
 
 

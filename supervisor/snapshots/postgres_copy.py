@@ -122,10 +122,10 @@ async def swap_in(pg: PostgresSnapshots, copy: str, keep_as: str) -> bool:
     )
     try:
         await pg.maintenance(*commands, error=RestoreFailed, purpose="swap")
-    except BaseException:
+    except BaseException as err:
         # The exec may fail after the transaction committed (a lost connection).
         swapped = False
-        if live_exists:
+        if live_exists and not isinstance(err, asyncio.CancelledError):
             try:
                 swapped = await pg.database_exists(keep_as, RestoreFailed)
             except (SnapshotError, EngineError):

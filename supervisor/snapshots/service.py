@@ -375,6 +375,14 @@ class SnapshotService:
         )  # fmt: skip
         self.store.check_project(manifest)
         folder = self.store.path_of(snapshot_id)
+        if with_postgres and manifest.postgres is None and pg is not None:
+            raise RestoreFailed(
+                f"snapshot {snapshot_id} holds no PostgreSQL dump (an update's dump of its "
+                "rollback copy that never completed, or a rollback's InfluxDB-only backup): "
+                "restoring it would bring InfluxDB back alone and leave the database as it "
+                "is; refused",
+                snapshot_id=snapshot_id,
+            )
         if not with_postgres:
             pg = None
         # Everything that can be checked is checked before the first change.

@@ -24,7 +24,6 @@ and ends ``needs_intervention`` rather than restore InfluxDB alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING
 
 from supervisor.exceptions import BackupFailed, SnapshotError
@@ -39,7 +38,21 @@ def deferred(run: UpdateRun) -> bool:
 
 
 def start(run: UpdateRun) -> None:
-    run.pre_update_dump = asyncio.ensure_future(_dump_copy(run))
+    """The dump, as a task that ends with the run's own task (a shutdown leaves the run
+    to recovery: its dump must not go on writing beside the next process)."""
+    task = asyncio.ensure_future(_dump_copy(run))
+    run.pre_update_dump = task
+    task.add_done_callback(_retrieve)
+    owner = asyncio.current_task()
+    if owner is not None:
+        owner.add_done_callback(lambda _: task.cancel())
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Its error is read by :func:`finish`; when no one awaits it (the run ended another
+    way first), reading it here keeps asyncio from logging it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _dump_copy(run: UpdateRun) -> None:
@@ -95,8 +108,8 @@ async def cancel(run: UpdateRun) -> None:
         task.cancel()
         run.log("stopped the pre-update dump of the rollback copy: the rollback uses the copy")
     if task is not None:
-        with contextlib.suppress(BaseException):
-            await task
+        # Waits without raising the task's own end, and stays cancellable itself.
+        await asyncio.wait({task})
     if run.record.snapshot_postgres == "pending":
         run.record.snapshot_postgres = "cancelled"
         await run.save()

@@ -121,6 +121,7 @@ async def drop_scratch(run: UpdateRun) -> None:
 
 async def restart_stopped(run: UpdateRun) -> None:
     """A failure in ``stop`` or ``backup``: start what was stopped; nothing else changed."""
+    await deferred_dump.cancel(run)  # begun at the end of backup, if a later step failed
     await remove_one_shots(run)
     try:
         await start_previous(run)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from supervisor.exceptions import BackupFailed
+from supervisor.exceptions import BackupFailed, RestoreFailed
 from supervisor.snapshots import SnapshotReason
 from supervisor.snapshots import pg_commands as sql
 from tests.docker.conftest import SnapshotFactory
@@ -27,6 +27,7 @@ async def test_copy_swap_dump_and_drop(
     service = snapshot_service(postgres=postgres.container_id)
     pg_state.seed(postgres)
     postgres.psql(f"ALTER DATABASE {postgres.database} SET work_mem TO '7MB'")
+    postgres.psql(f'ALTER DATABASE {postgres.database} SET search_path TO "$user", public, "My S"')
     before = pg_state.state(postgres)
     # A session of another client (not the app) does not stop the copy: it is ended.
     idle = await asyncio.create_subprocess_exec(
@@ -47,11 +48,16 @@ async def test_copy_swap_dump_and_drop(
         await idle.wait()
     assert copy == sql.copy_database_name(postgres.database, TAG)
     assert pg_state.state(postgres, copy) == before
-    settings = postgres.psql(
-        "SELECT s FROM pg_db_role_setting r JOIN pg_database d ON d.oid = r.setdatabase, "  # noqa: S608
-        f"unnest(r.setconfig) s WHERE d.datname = '{copy}'"
-    )
-    assert settings == "work_mem=7MB"
+    settings = {
+        name: postgres.psql(
+            "SELECT string_agg(s, ';' ORDER BY s) FROM pg_db_role_setting r "  # noqa: S608
+            "JOIN pg_database d ON d.oid = r.setdatabase, "
+            f"unnest(r.setconfig) s WHERE d.datname = '{name}'"
+        )
+        for name in (postgres.database, copy)
+    }
+    assert settings[copy] == settings[postgres.database]
+    assert settings[copy] == 'search_path="$user", public, "My S";work_mem=7MB'
 
     pg_state.change(postgres)  # the new version writes
     changed = pg_state.state(postgres)
@@ -104,6 +110,8 @@ async def test_a_snapshot_completed_from_the_copy_restores_the_moment_of_the_cop
     assert copy is not None
     partial = await service.create(SnapshotReason.PRE_UPDATE, "run0", postgres=False)
     assert partial.postgres is None
+    with pytest.raises(RestoreFailed, match="holds no PostgreSQL dump"):
+        await service.restore(partial.id)  # never InfluxDB alone as if it were whole
     pg_state.change(postgres)  # the new version runs while the copy is dumped
     whole = await service.add_postgres(partial.id, copy)
     assert whole.postgres is not None

@@ -210,3 +210,19 @@ def test_write_errors_are_snapshot_errors_not_oserror() -> None:
     other = write_error(Path("/b/f"), OSError(errno.EIO, "I/O error"), 0)
     assert isinstance(other, BackupFailed)
     assert "I/O error" in other.message
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ('search_path="$user", public', "'$user', 'public'"),
+        ('search_path=a, "B c", "x""y"', "'a', 'B c', 'x\"y'"),
+        ('search_path=""', "''"),
+        ("temp_tablespaces=fast", "'fast'"),
+    ],
+)
+def test_list_settings_are_set_element_by_element(stored: str, expected: str) -> None:
+    """As pg_dump does: one quoted literal per element, or PostgreSQL would read the whole
+    stored text as a single schema name."""
+    key = stored.partition("=")[0]
+    assert pg.database_setting("db", stored) == f'ALTER DATABASE "db" SET {key} TO {expected}'
