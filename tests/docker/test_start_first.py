@@ -162,6 +162,7 @@ def edge_stack(testenv: StackTestEnv) -> EdgeStackFactory:
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.engine_exclusive  # zero failed requests: measured alone, not under 4 workers
 def test_compatible_release_updates_start_first_without_a_failed_request(
     edge_stack: EdgeStackFactory, testenv: StackTestEnv, docker_proxy_url: str, tmp_path: Path
 ) -> None:
@@ -204,6 +205,7 @@ def test_compatible_release_updates_start_first_without_a_failed_request(
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.engine_exclusive  # zero failed requests: measured alone, not under 4 workers
 def test_never_healthy_compatible_release_rolls_back_keeping_data_and_traffic(
     edge_stack: EdgeStackFactory, testenv: StackTestEnv, docker_proxy_url: str, tmp_path: Path
 ) -> None:
