@@ -248,21 +248,38 @@ def database_exists(name: str) -> str:
     return f"SELECT count(*) FROM pg_database WHERE datname = {quote_literal(name)}"  # noqa: S608
 
 
-def swap_databases(live: str, restored: str, old: str, live_exists: bool) -> list[str]:
+def swap_databases(
+    live: str, restored: str, old: str, live_exists: bool, end_sessions_of_restored: bool = False
+) -> list[str]:
     """Commands (one session) that put ``restored`` in the place of ``live``, which becomes
     ``old``. The renames run in one transaction: both happen or neither; the same
     transaction lets ``old`` take connections again (it is kept, dumped or inspected
     under its new name). A crash between the first command and the last leaves ``live``
     refusing connections: :func:`allow_connections_state` / :func:`allow_connections`
-    undo that at the start of the next restore."""
+    undo that at the start of the next restore.
+
+    ``end_sessions_of_restored``: ``restored`` may have sessions of its own (a rollback
+    copy, with a dump a killed process left running), and a database with sessions
+    cannot be renamed; they are refused and ended first, and the transaction lets it
+    take connections again under its new name."""
+    first: list[str] = []
+    reopen = ""
+    if end_sessions_of_restored:
+        first = [
+            f"ALTER DATABASE {quote_ident(restored)} WITH ALLOW_CONNECTIONS false",
+            terminate_sessions(restored),
+        ]
+        reopen = f"; ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS true"
     if not live_exists:
-        return [f"ALTER DATABASE {quote_ident(restored)} RENAME TO {quote_ident(live)}"]
+        return [*first, f"ALTER DATABASE {quote_ident(restored)} RENAME TO {quote_ident(live)}"
+                + reopen]  # fmt: skip
     return [
+        *first,
         f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false",
         terminate_sessions(live),
         f"ALTER DATABASE {quote_ident(live)} RENAME TO {quote_ident(old)}; "
         f"ALTER DATABASE {quote_ident(restored)} RENAME TO {quote_ident(live)}; "
-        f"ALTER DATABASE {quote_ident(old)} WITH ALLOW_CONNECTIONS true",
+        f"ALTER DATABASE {quote_ident(old)} WITH ALLOW_CONNECTIONS true{reopen}",
     ]
 
 
@@ -275,24 +292,6 @@ def copy_database(name: str, template: str, owner: str, version_num: int) -> str
         f"CREATE DATABASE {quote_ident(name)} WITH TEMPLATE {quote_ident(template)} "
         f"OWNER {quote_ident(owner)}{strategy}"
     )
-
-
-def swap_in_copy(live: str, copy: str, old: str) -> list[str]:
-    """Commands (one session) that put ``copy`` in the place of ``live``, which becomes
-    ``old``: as :func:`swap_databases`, and the copy's own sessions (a dump of it left
-    by a killed process) are ended first, since a database with sessions cannot be
-    renamed. A crash in between leaves ``live`` or ``copy`` refusing connections;
-    :func:`allow_connections` undoes that (the caller checks both first)."""
-    return [
-        f"ALTER DATABASE {quote_ident(copy)} WITH ALLOW_CONNECTIONS false",
-        terminate_sessions(copy),
-        f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false",
-        terminate_sessions(live),
-        f"ALTER DATABASE {quote_ident(live)} RENAME TO {quote_ident(old)}; "
-        f"ALTER DATABASE {quote_ident(copy)} RENAME TO {quote_ident(live)}; "
-        f"ALTER DATABASE {quote_ident(old)} WITH ALLOW_CONNECTIONS true; "
-        f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS true",
-    ]
 
 
 def allow_connections_state(name: str) -> str:

@@ -36,6 +36,7 @@ from supervisor.exceptions import (
 from supervisor.snapshots import pg_commands as sql
 from supervisor.snapshots.postgres import PostgresSnapshots
 from supervisor.snapshots.postgres_restore import (
+    committed_anyway,
     drop_quietly,
     ensure_connectable,
     quietly_connectable,
@@ -115,21 +116,11 @@ async def swap_in(pg: PostgresSnapshots, copy: str, keep_as: str) -> bool:
             "in (both are kept)"
         )
     live_exists = await pg.database_exists(live, RestoreFailed)
-    commands = (
-        sql.swap_in_copy(live, copy, keep_as)
-        if live_exists
-        else sql.swap_databases(live, copy, keep_as, live_exists=False)
-    )
+    commands = sql.swap_databases(live, copy, keep_as, live_exists, end_sessions_of_restored=True)
     try:
         await pg.maintenance(*commands, error=RestoreFailed, purpose="swap")
     except BaseException as err:
-        # The exec may fail after the transaction committed (a lost connection).
-        swapped = False
-        if live_exists and not isinstance(err, asyncio.CancelledError):
-            try:
-                swapped = await pg.database_exists(keep_as, RestoreFailed)
-            except (SnapshotError, EngineError):
-                swapped = False
+        swapped = await committed_anyway(pg, err, live_exists, keep_as)
         for name in (live, copy, keep_as):
             await asyncio.shield(quietly_connectable(pg, name))
         if not swapped:

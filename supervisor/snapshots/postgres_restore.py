@@ -243,13 +243,7 @@ async def _replace(
             purpose="swap",
         )
     except BaseException as err:
-        # The exec may fail after the transaction committed (a lost connection): then
-        # ``old`` exists, and this restore is done.
-        if live_exists and not isinstance(err, asyncio.CancelledError):
-            swapped = await _exists_quietly(pg, old)
-        else:
-            swapped = False
-        if not swapped:
+        if not await committed_anyway(pg, err, live_exists, old):
             await asyncio.shield(_undo_swap(pg, live, restored))
             if isinstance(err, RestoreFailed):
                 raise RestoreFailed(
@@ -264,6 +258,17 @@ async def _replace(
         return keep_as
     await drop_quietly(pg, old)
     return None
+
+
+async def committed_anyway(
+    pg: PostgresSnapshots, err: BaseException, live_exists: bool, old: str
+) -> bool:
+    """Whether a swap whose exec failed committed all the same: the exec may fail after
+    the transaction committed (a lost connection), and then ``old`` exists. A cancelled
+    caller is never told so (it must not carry on as if nothing happened)."""
+    if not live_exists or isinstance(err, asyncio.CancelledError):
+        return False
+    return await _exists_quietly(pg, old)
 
 
 async def _exists_quietly(pg: PostgresSnapshots, name: str) -> bool:

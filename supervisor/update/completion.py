@@ -67,6 +67,20 @@ async def write_pins(deps: RunDeps, record: RunRecord, target: bool) -> None:
     await asyncio.to_thread(deps.state.write_last_good, last_good)
 
 
+async def drop_rollback_copy(deps: RunDeps, record: RunRecord) -> str | None:
+    """Drop the run's rollback copy, if it made one (idempotent: after a swap it no longer
+    exists under its name); the warning to record if that failed: it is only a copy."""
+    if record.rollback_copy == "none":
+        return None
+    try:
+        await deps.snapshots.drop_copy(record.update_id)
+    except Exception as err:
+        name = record.rollback_copy_name or record.update_id
+        return f"the rollback copy {name} was not dropped ({err}); drop it by hand"
+    record.rollback_copy = "none"
+    return None
+
+
 async def clean_up(deps: RunDeps, record: RunRecord) -> None:
     """After ``completed``: any problem here is a warning on the record, never a new end."""
     from supervisor.update.actions import from_record
@@ -76,16 +90,8 @@ async def clean_up(deps: RunDeps, record: RunRecord) -> None:
             await deps.engine.discard_retained(from_record(retained))
         except Exception as err:
             record.warnings = [*record.warnings, f"old container {retained.old_name}: {err}"]
-    if record.rollback_copy != "none":
-        try:
-            await deps.snapshots.drop_copy(record.update_id)
-            record.rollback_copy = "none"
-        except Exception as err:
-            record.warnings = [
-                *record.warnings,
-                f"rollback copy {record.rollback_copy_name or record.update_id}: not dropped "
-                f"({err}); drop it by hand",
-            ]
+    if warning := await drop_rollback_copy(deps, record):
+        record.warnings = [*record.warnings, warning]
     protected = {record.snapshot_id} if record.snapshot_id else set()
     last_good = await asyncio.to_thread(deps.state.read_last_good)
     if last_good is not None and last_good.snapshot_id:

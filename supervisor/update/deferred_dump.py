@@ -74,10 +74,7 @@ async def finish(run: UpdateRun) -> None:
     if record.snapshot_postgres != "pending":
         return
     task = run.pre_update_dump
-    if task is None:  # not started in this process
-        start(run)
-        task = run.pre_update_dump
-    assert task is not None
+    assert task is not None, "backup starts it in the same process (recovery rolls back)"
     if not task.done():
         run.log("waiting for the pre-update dump of the database (from the rollback copy)")
     try:

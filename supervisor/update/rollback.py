@@ -51,7 +51,7 @@ from supervisor.exceptions import (
 )
 from supervisor.snapshots.const import SnapshotReason
 from supervisor.snapshots.pg_commands import kept_database_name
-from supervisor.update import deferred_dump
+from supervisor.update import completion, deferred_dump
 from supervisor.update.completion import write_pins
 from supervisor.update.faults import fault_point
 from supervisor.update.models import RollbackJournal, RunError
@@ -135,20 +135,12 @@ async def restart_stopped(run: UpdateRun) -> None:
 async def drop_rollback_copy(run: UpdateRun) -> None:
     """The run's rollback copy, once no end of the run can need it (idempotent: after a
     swap it no longer exists under its name). A failure is a warning: it is a copy."""
-    record = run.record
-    if record.rollback_copy == "none":
+    if run.record.rollback_copy == "none":
         return
-    try:
-        await run.deps.snapshots.drop_copy(record.update_id)
-    except SupervisorError as err:
-        await _warn_once(
-            run,
-            f"the rollback copy {record.rollback_copy_name or record.update_id} was not "
-            f"dropped ({err.message}); drop it by hand",
-        )
-        return
-    record.rollback_copy = "none"
-    await run.save()
+    if warning := await completion.drop_rollback_copy(run.deps, run.record):
+        await _warn_once(run, warning)
+    else:
+        await run.save()
 
 
 # --- changed: roll back images and data --------------------------------------------------
@@ -277,10 +269,9 @@ async def _dump_replaced(run: UpdateRun) -> None:
     if journal.replaced_snapshot_id is None:
         adopted = await _adopt_pre_rollback(run, postgres=True)
         if adopted is None:
-            images = {t.service: t.target_digest or "" for t in record.services.values()}
             try:
                 created = await snapshots.create(
-                    SnapshotReason.PRE_ROLLBACK, record.update_id, images,
+                    SnapshotReason.PRE_ROLLBACK, record.update_id, _failed_images(run),
                     run.snapshot_progress, influxdb=False, postgres_source=replaced,
                 )  # fmt: skip
             except SupervisorError as err:
@@ -308,6 +299,11 @@ async def _dump_replaced(run: UpdateRun) -> None:
     journal.replaced_database_dropped = True
     await run.save()
     run.log(f"dropped {replaced}: dump {journal.replaced_snapshot_id} holds its data")
+
+
+def _failed_images(run: UpdateRun) -> dict[str, str]:
+    """The images a pre-rollback dump records: the failed version's."""
+    return {t.service: t.target_digest or "" for t in run.record.services.values()}
 
 
 async def _adopt_pre_rollback(run: UpdateRun, *, postgres: bool | None) -> str | None:
@@ -436,11 +432,10 @@ async def _pre_rollback_dump(run: UpdateRun, *, postgres: bool = True) -> None:
         run.log(f"pre-rollback dump {adopted} was already taken before the restart")
         snapshot_id = adopted
     else:
-        images = {t.service: t.target_digest or "" for t in record.services.values()}
         try:
             snapshot = await snapshots.create(
-                SnapshotReason.PRE_ROLLBACK, record.update_id, images, run.snapshot_progress,
-                postgres=postgres,
+                SnapshotReason.PRE_ROLLBACK, record.update_id, _failed_images(run),
+                run.snapshot_progress, postgres=postgres,
             )  # fmt: skip
         except SupervisorError as err:
             journal.pre_rollback, journal.pre_rollback_error = "failed", err.message

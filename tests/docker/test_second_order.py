@@ -43,6 +43,7 @@ from tests.support.scenarios import (
     write_artifact,
 )
 from tests.support.sidecar import app_version, stack_postgres
+from tests.support.sidecar_process import Sidecar
 
 pytestmark = pytest.mark.docker
 
@@ -156,7 +157,24 @@ def add_incompressible_rows(project: ComposeProject) -> None:
     )
 
 
-def fill_when_dumping(backups: Path, stop: threading.Event, folders: str = ".tmp-*") -> None:
+def update_while_filling(sc: Sidecar, backups: Path, folders: str) -> tuple[str, dict[str, Any]]:
+    """An update to 1.1.0 while another process fills the backups disk once a file grows
+    in ``folders``; the run's id and its final record."""
+    sc.start()
+    stop = threading.Event()
+    filler = threading.Thread(target=fill_when_dumping, args=(backups, stop, folders))
+    filler.start()
+    update_id = start(sc, "1.1.0")
+    try:
+        record = wait_end(sc, update_id)
+    finally:
+        stop.set()
+        filler.join(30)
+    assert (backups / "filler").exists(), "the disk was never filled"
+    return update_id, record
+
+
+def fill_when_dumping(backups: Path, stop: threading.Event, folders: str) -> None:
     """Another process fills the disk once the dump is being written (a ``.tmp-`` folder
     holds a file that grows), after preflight said there was room."""
     while not stop.is_set():
@@ -180,17 +198,7 @@ def test_backups_disk_full_mid_dump_fails_at_backup(
             project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false",
             SUPERVISOR_ROLLBACK_COPY="false",  # the dump inside the outage; copy: below
         ) as sc:  # fmt: skip
-            sc.start()
-            stop = threading.Event()
-            filler = threading.Thread(target=fill_when_dumping, args=(backups, stop))
-            filler.start()
-            update_id = start(sc, "1.1.0")
-            try:
-                record = wait_end(sc, update_id)
-            finally:
-                stop.set()
-                filler.join(30)
-            assert (backups / "filler").exists(), "the disk was never filled"
+            update_id, record = update_while_filling(sc, backups, ".tmp-*")
             assert record["state"] == "failed", record.get("error")
             assert record["error"]["stage"] == "backup"
             assert record["error"]["error_key"] == "disk_full", record["error"]
@@ -218,19 +226,7 @@ def test_backups_disk_full_while_the_copy_is_dumped_rolls_back_by_the_copy(
         with running_sidecar(
             project, docker_proxy_url, tmp_path, SUPERVISOR_REHEARSE="false"
         ) as sc:
-            sc.start()
-            stop = threading.Event()
-            filler = threading.Thread(
-                target=fill_when_dumping, args=(backups, stop, ".tmp-*-amend")
-            )
-            filler.start()
-            update_id = start(sc, "1.1.0")
-            try:
-                record = wait_end(sc, update_id)
-            finally:
-                stop.set()
-                filler.join(30)
-            assert (backups / "filler").exists(), "the disk was never filled"
+            _, record = update_while_filling(sc, backups, ".tmp-*-amend")
             assert record["state"] == "rolled_back", record.get("error")
             assert record["error"]["error_key"] == "disk_full", record["error"]
             assert "pre-update dump of the database" in record["error"]["message"]
