@@ -248,6 +248,12 @@ def database_exists(name: str) -> str:
     return f"SELECT count(*) FROM pg_database WHERE datname = {quote_literal(name)}"  # noqa: S608
 
 
+def existing_databases(names: Sequence[str]) -> str:
+    """Which of ``names`` exist, one per line."""
+    listed = ", ".join(quote_literal(name) for name in names)
+    return f"SELECT datname FROM pg_database WHERE datname IN ({listed}) ORDER BY 1"  # noqa: S608
+
+
 def swap_databases(
     live: str, restored: str, old: str, live_exists: bool, end_sessions_of_restored: bool = False
 ) -> list[str]:

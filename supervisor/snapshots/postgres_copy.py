@@ -41,6 +41,7 @@ from supervisor.snapshots.postgres_restore import (
     ensure_connectable,
     quietly_connectable,
 )
+from supervisor.snapshots.protocol import CopySwap
 
 _LOGGER = logging.getLogger(__name__)
 COPY_ATTEMPTS = 3  # a client reconnecting between terminate and CREATE makes it refuse
@@ -94,12 +95,13 @@ async def make_copy(pg: PostgresSnapshots, name: str, margin: int) -> int:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def swap_in(pg: PostgresSnapshots, copy: str, keep_as: str) -> bool:
+async def swap_in(pg: PostgresSnapshots, copy: str, keep_as: str) -> CopySwap:
     """Put ``copy`` in the place of the live database, which is kept as ``keep_as``.
 
-    Idempotent: True if the live database is the copy now (also when an earlier call's
-    swap committed: the copy is gone and ``keep_as`` exists); False if the copy does not
-    exist and nothing was changed (the caller restores the dump instead).
+    Idempotent: an earlier call's committed swap (the copy gone, ``keep_as`` and the live
+    database there) is reported again; a copy that is gone otherwise changes nothing
+    (``swapped`` False: the caller restores the dump instead). Without a live database
+    the copy is renamed in and nothing is kept.
     """
     live = pg.database
     if not (sql.is_copy_name(live, copy) and sql.is_kept_name(live, keep_as)):
@@ -107,9 +109,10 @@ async def swap_in(pg: PostgresSnapshots, copy: str, keep_as: str) -> bool:
     for name in (live, copy):  # a swap interrupted by a crash leaves them refusing sessions
         await ensure_connectable(pg, name)
     if not await pg.database_exists(copy, RestoreFailed):
-        return await pg.database_exists(keep_as, RestoreFailed) and await pg.database_exists(
+        done = await pg.database_exists(keep_as, RestoreFailed) and await pg.database_exists(
             live, RestoreFailed
         )
+        return CopySwap(swapped=True, kept=keep_as) if done else CopySwap(swapped=False)
     if await pg.database_exists(keep_as, RestoreFailed):
         raise RestoreFailed(
             f"database {keep_as} exists already; the rollback copy {copy} was not swapped "
@@ -125,8 +128,11 @@ async def swap_in(pg: PostgresSnapshots, copy: str, keep_as: str) -> bool:
             await asyncio.shield(quietly_connectable(pg, name))
         if not swapped:
             raise
+    if not live_exists:
+        _LOGGER.warning("rollback copy %s renamed to %s, which did not exist", copy, live)
+        return CopySwap(swapped=True)
     _LOGGER.info("rollback copy %s swapped in for %s (kept as %s)", copy, live, keep_as)
-    return True
+    return CopySwap(swapped=True, kept=keep_as)
 
 
 async def drop_copy(pg: PostgresSnapshots, name: str) -> None:

@@ -27,6 +27,24 @@ class SnapshotProgress:
 SnapshotProgressCallback = Callable[[SnapshotProgress], None]
 
 
+@dataclass(frozen=True)
+class CopySwap:
+    """What :meth:`Snapshots.swap_in_copy` did. ``swapped`` False: the copy is gone and
+    nothing changed (the caller restores the dump instead). ``kept``: the name the
+    replaced database is kept under, None when there was no live database to keep."""
+
+    swapped: bool
+    kept: str | None = None
+
+
+@dataclass(frozen=True)
+class RunDatabases:
+    """The databases a run's tag names that exist now (checked, not assumed)."""
+
+    copy: str | None = None  # <db>__copy_<tag>: the rollback copy
+    kept: str | None = None  # <db>__old_<tag>: a database a swap or restore replaced
+
+
 class Snapshots(Protocol):
     async def estimate_size(self) -> int:
         """Bytes a new snapshot is expected to take (database sizes times a factor)."""
@@ -76,10 +94,15 @@ class Snapshots(Protocol):
         on the database's volume or the server refuses (e.g. a session it cannot end)."""
         ...
 
-    async def swap_in_copy(self, tag: str) -> str | None:
+    async def swap_in_copy(self, tag: str) -> CopySwap:
         """Rename the live database to ``<db>__old_<tag>`` and the copy ``tag`` to the live
-        name, in one transaction, and return the name the replaced database is kept under.
-        Idempotent; None (nothing changed) if the copy is gone."""
+        name, in one transaction. Idempotent (a repeated call after the swap committed
+        reports it again); ``swapped`` False, nothing changed, if the copy is gone."""
+        ...
+
+    async def run_databases(self, tag: str) -> RunDatabases:
+        """Which of the run ``tag``'s databases (its rollback copy, the database a swap or
+        restore kept aside) exist now; both None without a postgres service."""
         ...
 
     async def drop_copy(self, tag: str) -> None:

@@ -5,13 +5,19 @@ ids are those the last-good record or an unfinished run refers to: deleting
 them would take away the data a rollback or a crash recovery restores. They are
 kept *in addition to* the newest N, so protection never pushes a recent
 snapshot out.
+
+Only *whole* snapshots count toward N. A partial one (a pre-update snapshot
+whose database dump, to come from the rollback copy, never completed; a
+rollback's InfluxDB-only backup) cannot bring the stack back by itself: three
+failed runs must not push the last whole snapshot out. A partial snapshot is
+kept while it is newer than the oldest of the N whole ones, and expires with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 
 class Dated(Protocol):
@@ -22,10 +28,26 @@ class Dated(Protocol):
     def created_at(self) -> datetime: ...
 
 
-def select_expired(snapshots: Iterable[Dated], keep: int, protected: Collection[str]) -> list[str]:
-    """Ids to delete, oldest first. ``keep`` < 1 is refused: it would delete everything."""
+D = TypeVar("D", bound=Dated)
+
+
+def select_expired(
+    snapshots: Iterable[D],
+    keep: int,
+    protected: Collection[str],
+    whole: Callable[[D], bool] = lambda _: True,
+) -> list[str]:
+    """Ids to delete, oldest first. ``keep`` < 1 is refused: it would delete everything.
+    ``whole`` tells the snapshots that count toward ``keep`` (see the module docstring)."""
     if keep < 1:
         raise ValueError("keep must be at least 1")
     newest_first = sorted(snapshots, key=lambda s: (s.created_at, s.id), reverse=True)
-    expired = [s.id for s in newest_first[keep:] if s.id not in protected]
+    counted, cut = 0, len(newest_first)
+    for index, snapshot in enumerate(newest_first):
+        if whole(snapshot):
+            counted += 1
+            if counted == keep:
+                cut = index + 1
+                break
+    expired = [s.id for s in newest_first[cut:] if s.id not in protected]
     return expired[::-1]

@@ -51,7 +51,13 @@ from supervisor.snapshots.postgres import (
     PostgresSnapshots,
     resolve_credentials,
 )
-from supervisor.snapshots.protocol import SnapshotProgress, SnapshotProgressCallback, Snapshots
+from supervisor.snapshots.protocol import (
+    CopySwap,
+    RunDatabases,
+    SnapshotProgress,
+    SnapshotProgressCallback,
+    Snapshots,
+)
 from supervisor.snapshots.retention import select_expired
 from supervisor.snapshots.store import SnapshotStore, SnapshotWriter
 from supervisor.snapshots.together import together
@@ -315,18 +321,36 @@ class SnapshotService:
             _LOGGER.info("copied %s to %s (%d bytes)", pg.database, name, size)
             return name
 
-    async def swap_in_copy(self, tag: str) -> str | None:
+    async def swap_in_copy(self, tag: str) -> CopySwap:
         async with self._lock:
             pg = await self._postgres(RestoreFailed)
             if pg is None:
-                return None
+                return CopySwap(swapped=False)
             copy = sql.copy_database_name(pg.database, tag)
             kept = sql.kept_database_name(pg.database, tag)
             try:
                 await pg.ensure_running(RestoreFailed)
-                return kept if await postgres_copy.swap_in(pg, copy, kept) else None
+                return await postgres_copy.swap_in(pg, copy, kept)
             except EngineError as err:
                 raise RestoreFailed(f"swapping in {copy} failed: {err.message}") from err
+
+    async def run_databases(self, tag: str) -> RunDatabases:
+        async with self._lock:
+            pg = await self._postgres(SnapshotError)
+            if pg is None:
+                return RunDatabases()
+            copy = sql.copy_database_name(pg.database, tag)
+            kept = sql.kept_database_name(pg.database, tag)
+            try:
+                text = await pg.maintenance(
+                    sql.existing_databases([copy, kept]), error=SnapshotError, purpose="exists"
+                )
+            except EngineError as err:
+                raise SnapshotError(f"listing the databases of {tag}: {err.message}") from err
+            present = set(text.splitlines())
+            return RunDatabases(
+                copy=copy if copy in present else None, kept=kept if kept in present else None
+            )
 
     async def drop_copy(self, tag: str) -> None:
         async with self._lock:
@@ -532,7 +556,14 @@ class SnapshotService:
             # Only this project's: a backups folder shared by two stacks must not lose the
             # other stack's snapshots to this one's count.
             mine = [m for m in await self.store.list() if m.project == self.options.project]
-            expired = select_expired(mine, self.options.retention_keep, protected)
+            try:
+                with_postgres = await self._find(Role.POSTGRES, SnapshotError) is not None
+            except SnapshotError:
+                with_postgres = True  # unknown: count fewer snapshots whole, delete fewer
+            expired = select_expired(
+                mine, self.options.retention_keep, protected,
+                whole=lambda m: not with_postgres or m.postgres is not None,
+            )  # fmt: skip
             for snapshot_id in expired:
                 await self.store.delete(snapshot_id)
             await self.store.remove_stale(older_than=2 * self.options.timeout)

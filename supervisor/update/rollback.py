@@ -51,6 +51,7 @@ from supervisor.exceptions import (
 )
 from supervisor.snapshots.const import SnapshotReason
 from supervisor.snapshots.pg_commands import kept_database_name
+from supervisor.snapshots.protocol import RunDatabases
 from supervisor.update import completion, deferred_dump
 from supervisor.update.completion import write_pins
 from supervisor.update.faults import fault_point
@@ -221,16 +222,20 @@ async def _swap_copy_in(run: UpdateRun, snapshot_id: str) -> None:
         await run.save()  # journaled before the swap acts
         await fault_point("rollback.restore-started")
         run.log(f"swapping the rollback copy {record.rollback_copy_name} in for the database")
-        replaced = await snapshots.swap_in_copy(record.update_id)
-        if replaced is None:
+        swap = await snapshots.swap_in_copy(record.update_id)
+        replaced = swap.kept
+        if not swap.swapped:
             _refuse_without_postgres(run, manifest.postgres is not None)
             if manifest.postgres is not None:
-                replaced = replaced_database_name(manifest.postgres.database, record.update_id)
                 run.log(f"the rollback copy is gone: restoring the database from {snapshot_id}")
                 await snapshots.restore(
-                    snapshot_id, run.snapshot_progress, keep_replaced_as=replaced,
-                    influxdb=False,
+                    snapshot_id, run.snapshot_progress, influxdb=False,
+                    keep_replaced_as=replaced_database_name(
+                        manifest.postgres.database, record.update_id
+                    ),
                 )  # fmt: skip
+                # Kept only if there was a live database to replace: checked, not assumed.
+                replaced = (await snapshots.run_databases(record.update_id)).kept
         journal.restored, journal.replaced_database = True, replaced
         await run.save()
         if replaced:
@@ -380,7 +385,9 @@ async def _restore_data(run: UpdateRun, snapshot_id: str) -> None:
         await snapshots.restore(
             snapshot_id, run.snapshot_progress, keep_replaced_as=replaced, influxdb=with_influx
         )
-        journal.restored = True
+        if replaced is not None:  # nothing is kept if there was no live database to replace
+            replaced = (await snapshots.run_databases(run.record.update_id)).kept
+        journal.restored, journal.replaced_database = True, replaced
         await run.save()
         if replaced:
             run.log(f"database restored; the replaced one is kept as {replaced} for now")
@@ -554,19 +561,16 @@ async def kept_artifacts(run: UpdateRun) -> list[str]:
     if journal is not None and journal.replaced_snapshot_id:
         state = "" if journal.replaced_snapshot_id in listed else " (not found in backups/)"
         kept.append(f"dump {journal.replaced_snapshot_id} of what the failed version wrote{state}")
-    swapped_in = journal is not None and journal.via_copy and journal.restored
-    if record.rollback_copy == "ready" and not swapped_in:
-        kept.append(
-            f"database {record.rollback_copy_name} (a copy of the database before the update)"
-        )
-    if (
-        journal is not None
-        and journal.restored  # the swap happened: the renamed database exists
-        and journal.replaced_database
-        and not journal.replaced_database_dropped
-    ):
-        kept.append(f"database {journal.replaced_database} (what the failed version wrote)")
-    elif journal is not None and journal.restore_started and not journal.restored:
+    databases = RunDatabases()
+    try:  # whatever the journal says: a copy at "making" may exist, a kept one may not
+        databases = await run.deps.snapshots.run_databases(record.update_id)
+    except SupervisorError as err:
+        kept.append(f"the run's databases could not be listed ({err.message})")
+    if databases.copy:
+        kept.append(f"database {databases.copy} (a copy of the database before the update)")
+    if databases.kept:
+        kept.append(f"database {databases.kept} (what the failed version wrote)")
+    if journal is not None and journal.restore_started and not journal.restored:
         kept.append("the live database, as the failed version left it (it was not replaced)")
     put_back = set(journal.put_back) if journal is not None else set()
     for retained in record.retained:

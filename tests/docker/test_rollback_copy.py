@@ -11,6 +11,7 @@ import pytest
 from supervisor.exceptions import BackupFailed, RestoreFailed
 from supervisor.snapshots import SnapshotReason
 from supervisor.snapshots import pg_commands as sql
+from supervisor.snapshots.protocol import CopySwap, RunDatabases
 from tests.docker.conftest import SnapshotFactory
 from tests.support import pg_state
 from tests.support.databases import PostgresHandle
@@ -63,10 +64,13 @@ async def test_copy_swap_dump_and_drop(
     changed = pg_state.state(postgres)
     assert changed != before
     kept = sql.kept_database_name(postgres.database, TAG)
-    assert await service.swap_in_copy(TAG) == kept
+    assert await service.run_databases(TAG) == RunDatabases(copy=copy)
+    assert await service.swap_in_copy(TAG) == CopySwap(swapped=True, kept=kept)
+    assert await service.run_databases(TAG) == RunDatabases(kept=kept)
     assert pg_state.state(postgres) == before  # the database as it was, by a rename
     assert pg_state.state(postgres, kept) == changed  # what the new version wrote, aside
-    assert await service.swap_in_copy(TAG) == kept  # a resumed rollback: nothing again
+    # A resumed rollback: reported again, nothing done again.
+    assert await service.swap_in_copy(TAG) == CopySwap(swapped=True, kept=kept)
     assert pg_state.state(postgres) == before
     assert copy not in pg_state.databases(postgres)
 
@@ -92,9 +96,28 @@ async def test_no_room_leaves_nothing_and_a_missing_copy_swaps_nothing(
     with pytest.raises(BackupFailed, match="no room for a rollback copy"):
         await service.copy_database(TAG)
     assert [d for d in pg_state.databases(postgres) if "__" in d] == []
-    assert await service.swap_in_copy(TAG) is None  # the caller restores instead
+    # The caller restores instead.
+    assert await service.swap_in_copy(TAG) == CopySwap(swapped=False)
     assert pg_state.databases(postgres).count(postgres.database) == 1
     await service.drop_copy(TAG)  # idempotent
+    assert await service.run_databases(TAG) == RunDatabases()
+
+
+async def test_a_copy_swapped_in_without_a_live_database_keeps_nothing(
+    postgres: PostgresHandle, snapshot_service: SnapshotFactory
+) -> None:
+    """Someone dropped the live database during the failed version: the copy becomes the
+    live database, and no kept database is reported (it was never made)."""
+    service = snapshot_service(postgres=postgres.container_id)
+    pg_state.seed(postgres)
+    before = pg_state.state(postgres)
+    copy = await service.copy_database(TAG)
+    assert copy is not None
+    postgres.psql(f'DROP DATABASE "{postgres.database}" WITH (FORCE)', "postgres")
+
+    assert await service.swap_in_copy(TAG) == CopySwap(swapped=True)
+    assert pg_state.state(postgres) == before
+    assert await service.run_databases(TAG) == RunDatabases()
 
 
 async def test_a_snapshot_completed_from_the_copy_restores_the_moment_of_the_copy(

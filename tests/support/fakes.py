@@ -51,7 +51,12 @@ from supervisor.snapshots.models import (
     check_snapshot_id,
     new_snapshot_id,
 )
-from supervisor.snapshots.protocol import SnapshotProgress, SnapshotProgressCallback
+from supervisor.snapshots.protocol import (
+    CopySwap,
+    RunDatabases,
+    SnapshotProgress,
+    SnapshotProgressCallback,
+)
 from tests.support.inmemory import NothingToClose
 
 REPO = "reg.test/acme/app"
@@ -507,6 +512,7 @@ class FakeSnapshots:
         self.copies: set[str] = set()  # rollback copies that exist
         self.dropped_copies: list[str] = []
         self.added_postgres: list[tuple[str, str]] = []  # (snapshot id, source database)
+        self.live_missing = False  # the live database was dropped behind our back
 
     def _maybe_fail(self, operation: str) -> None:
         if operation in self.fail:
@@ -600,8 +606,9 @@ class FakeSnapshots:
         self._maybe_fail("restore")
         await self._held("restore")
         self.restored.append(snapshot_id)
-        if keep_replaced_as is not None:
+        if keep_replaced_as is not None and not self.live_missing:
             self.kept.append(keep_replaced_as)
+        self.live_missing = False  # the restore created it
         return manifest
 
     async def add_postgres(
@@ -622,22 +629,34 @@ class FakeSnapshots:
         return amended
 
     async def copy_database(self, tag: str) -> str | None:
-        """``fail["copy_database"]`` stands for a full database volume or a refusal."""
+        """``fail["copy_database"]`` stands for a full database volume or a refusal;
+        ``fail["copy_database:after"]`` for a call that failed after the server made it."""
         self._maybe_fail("copy_database")
         await self._held("copy_database")
         name = f"{FAKE_DATABASE}__copy_{tag}"
         self.copies.add(name)
+        self._maybe_fail("copy_database:after")  # the server made it, the call failed
         return name
 
-    async def swap_in_copy(self, tag: str) -> str | None:
+    async def swap_in_copy(self, tag: str) -> CopySwap:
         copy, kept = f"{FAKE_DATABASE}__copy_{tag}", f"{FAKE_DATABASE}__old_{tag}"
         if copy not in self.copies:  # like the real one: done before, or gone
-            return kept if kept in self.kept else None
+            return CopySwap(swapped=True, kept=kept) if kept in self.kept else CopySwap(False)
         self._maybe_fail("swap_in_copy")
         await self._held("swap_in_copy")
         self.copies.remove(copy)
+        if self.live_missing:
+            self.live_missing = False  # the copy is the live database now
+            return CopySwap(swapped=True)
         self.kept.append(kept)
-        return kept
+        return CopySwap(swapped=True, kept=kept)
+
+    async def run_databases(self, tag: str) -> RunDatabases:
+        self._maybe_fail("run_databases")
+        copy, kept = f"{FAKE_DATABASE}__copy_{tag}", f"{FAKE_DATABASE}__old_{tag}"
+        return RunDatabases(
+            copy=copy if copy in self.copies else None, kept=kept if kept in self.kept else None
+        )
 
     async def drop_copy(self, tag: str) -> None:
         name = f"{FAKE_DATABASE}__copy_{tag}"

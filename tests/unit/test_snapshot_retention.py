@@ -46,6 +46,24 @@ def test_retention(
     assert select_expired(snaps(*names), keep, protected) == expected
 
 
+PARTIAL_CASES = [
+    # (snapshots, partial ones, keep, protected, expected): only whole ones count toward keep
+    (("s1", "s2", "s3", "s4", "s5"), {"s3", "s4", "s5"}, 2, set(), []),  # 3 failed runs
+    (("s1", "s2", "s3", "s4", "s5"), {"s2", "s4"}, 2, set(), ["s1", "s2"]),
+    (("s1", "s2", "s3", "s4"), {"s4"}, 1, set(), ["s1", "s2"]),  # the partial newest: kept
+    (("s1", "s2", "s3"), {"s1", "s2", "s3"}, 2, set(), []),  # no whole one: nothing goes
+    (("s1", "s2", "s3", "s4"), {"s2"}, 1, {"s2"}, ["s1", "s3"]),
+]
+
+
+@pytest.mark.parametrize(("names", "partial", "keep", "protected", "expected"), PARTIAL_CASES)
+def test_partial_snapshots_do_not_count_toward_keep(
+    names: tuple[str, ...], partial: set[str], keep: int, protected: set[str], expected: list[str]
+) -> None:
+    whole = select_expired(snaps(*names), keep, protected, whole=lambda s: s.id not in partial)
+    assert whole == expected
+
+
 def test_same_second_breaks_ties_by_id() -> None:
     same = [Snap("b", T0), Snap("a", T0), Snap("c", T0)]
     assert select_expired(same, 2, set()) == ["a"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.api.errors import http_status
+from supervisor.const import Role
 from supervisor.exceptions import (
     BackupDirUnwritable,
     BackupFailed,
@@ -17,6 +18,7 @@ from supervisor.exceptions import (
     SnapshotError,
 )
 from supervisor.snapshots import SnapshotManifest, SnapshotReason, SnapshotStore
+from supervisor.snapshots.models import PostgresDump
 from tests.unit.test_snapshot_influx_v2 import FakeEngine, service_for
 
 
@@ -45,6 +47,43 @@ async def test_retention_deletes_only_this_projects_unprotected_snapshots(tmp_pa
 
     assert deleted == mine[1:4]
     assert sorted(os.listdir(tmp_path)) == sorted([foreign, mine[0], *mine[4:]])
+
+
+async def test_retention_counts_only_whole_snapshots_when_postgres_is_managed(
+    tmp_path: Path,
+) -> None:
+    """Three failed runs left pre-update snapshots without their database dump: they do
+    not push the whole ones out. Without a postgres service every snapshot is whole."""
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    store = SnapshotStore(tmp_path, "proj")
+    whole = [f"2025010{d}T000000Z_0000000{d}" for d in range(1, 5)]
+    partial = [f"2025010{d}T000000Z_0000000{d}" for d in range(5, 8)]
+    for day, snapshot_id in enumerate(whole + partial, start=1):
+        dump = (
+            PostgresDump(
+                database="app", owner="app", encoding="UTF8", collate="C", ctype="C",
+                server_version="15", size_bytes=1, dump_file="postgres.dump",
+                globals_file="postgres-globals.sql",
+            )
+            if snapshot_id in whole
+            else None
+        )  # fmt: skip
+        async with store.begin(snapshot_id) as writer:
+            await store.commit(writer, SnapshotManifest(
+                id=snapshot_id, project="proj", reason=SnapshotReason.PRE_UPDATE,
+                created_at=t0 + timedelta(days=day), postgres=dump,
+            ))  # fmt: skip
+    service = service_for(FakeEngine(), tmp_path, retention_keep=2)
+
+    async def with_postgres(role: Role) -> str | None:
+        return "pg-cid" if role is Role.POSTGRES else None
+
+    service._locate = with_postgres
+    assert await service.apply_retention(protected=set()) == whole[:2]
+    assert sorted(os.listdir(tmp_path)) == sorted(whole[2:] + partial)
+
+    service = service_for(FakeEngine(), tmp_path, retention_keep=2)  # no postgres service
+    assert await service.apply_retention(protected=set()) == whole[2:] + partial[:1]
 
 
 async def test_preflight_refuses_before_anything_is_dumped(tmp_path: Path) -> None:

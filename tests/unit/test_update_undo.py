@@ -16,6 +16,7 @@ import pytest
 
 from supervisor.api.badge import badge_of
 from supervisor.exceptions import (
+    BackupFailed,
     DiskFull,
     EngineError,
     InsufficientDiskSpace,
@@ -470,6 +471,49 @@ async def test_needs_intervention_keeps_and_lists_the_copy(stack: World) -> None
     copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
     assert world.snapshots.copies == {copy}
     assert any(copy in line for line in record.kept), record.kept
+
+
+async def test_needs_intervention_lists_a_copy_its_journal_never_called_ready(
+    stack: World,
+) -> None:
+    """The copy's call failed after the server made it (journal: ``making``); the rollback
+    then restores the dump, which fails: the copy exists and is listed (checked, not
+    assumed from the journal), and nothing is listed that does not exist."""
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.snapshots.fail["copy_database:after"] = BackupFailed("statement timeout")
+    world.snapshots.fail["restore"] = SnapshotCorrupt("postgres.dump: checksum mismatch")
+    record = await world.update("1.3.0")
+    assert record.result is Stage.NEEDS_INTERVENTION
+    assert record.rollback_copy == "making"
+    copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
+    assert world.snapshots.copies == {copy}
+    assert any(copy in line for line in record.kept), record.kept
+    kept_name = replaced_database_name(FAKE_DATABASE, record.update_id)
+    assert not any(kept_name in line for line in record.kept), record.kept  # never made
+
+
+async def test_a_copy_swapped_in_for_a_dropped_database_keeps_nothing(stack: World) -> None:
+    """Someone dropped the live database while the failed version ran: the copy takes its
+    place, no replaced database is recorded, dumped or reported as kept."""
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    gate = asyncio.Event()
+    world.engine.gates["run_one_shot"] = gate
+    started = await world.manager.start(StartRequest(target_version="1.3.0"))
+    await _until(lambda: world.manager.status(started.update_id).state is Stage.MIGRATE, "migrate")
+    world.snapshots.live_missing = True
+    gate.set()
+    record = await world.manager.wait(started.update_id)
+    assert record.result is Stage.ROLLED_BACK, record.error
+    assert record.rollback is not None
+    assert record.rollback.via_copy
+    assert record.rollback.replaced_database is None
+    assert record.rollback.replaced_snapshot_id is None
+    assert world.snapshots.kept == []
+    assert not [parts for parts in world.snapshots.create_parts if parts[2] is not None]
+    assert not [w for w in record.warnings if "__old_" in w], record.warnings
+    _assert_old_version_back(world)
 
 
 # --- the pre-update dump taken from the copy, with the app running ---------------------------
