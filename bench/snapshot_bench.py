@@ -17,7 +17,11 @@ image), then times, in ``--repeat`` rounds that each run every path once:
                    on parallel connections
 * sidecar full restore (one run): ``SnapshotService.restore`` (plus the swap by rename)
 
-and prints a table of medians (min-max) and direct/sidecar ratios, with the load average.
+and prints a table of medians (min-max) and direct/sidecar ratios, with the load average,
+then the CPU time the whole machine spent on each path (busy CPU-seconds from
+``/proc/stat``: user + system + interrupts, not idle or I/O wait), which says how much of a
+ratio is work added and how much is waiting. Every timed run starts after a ``CHECKPOINT``,
+so that no path pays for the WAL the one before it wrote.
 Needs the test environment (``scripts/testenv up && scripts/testenv images``).
 """
 
@@ -25,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,43 +64,70 @@ BUILD_SQL = EVENTS_SQL + "ANALYZE events;\n"
 
 @dataclass
 class Timings:
-    """Seconds of each run of one path, in the order of the rounds."""
+    """Seconds of each run of one path, in the order of the rounds, and the machine's busy
+    CPU-seconds during each run."""
 
     label: str
     runs: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
         return statistics.median(self.runs)
 
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
+
     def spread(self) -> str:
         return f"{min(self.runs):.1f}-{max(self.runs):.1f}"
 
 
-async def timed(action: Callable[[], Awaitable[Any]]) -> float:
-    started = time.perf_counter()
+def busy_cpu_seconds() -> float:
+    """CPU time the machine has spent busy since boot (all CPUs; idle and iowait excluded)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+async def timed(action: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
+    """Wall seconds and busy CPU-seconds of ``action``."""
+    cpu, started = busy_cpu_seconds(), time.perf_counter()
     await action()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, busy_cpu_seconds() - cpu
 
 
 async def rounds(
     repeat: int,
     paths: list[tuple[Timings, Callable[[], Awaitable[Any]]]],
+    before: Callable[[], Awaitable[Any]],
     cleanup: Callable[[], Awaitable[Any]] | None = None,
 ) -> None:
     """Each round runs every path once, in turn: a change of the machine's load (other
-    work on it) then hits direct and sidecar runs alike, and each round gives a ratio."""
+    work on it) then hits direct and sidecar runs alike, and each round gives a ratio.
+    ``before`` runs ahead of every timed run, untimed."""
     for number in range(repeat):
         for timings, action in paths:
-            timings.runs.append(await timed(action))
+            await before()
+            wall, cpu = await timed(action)
+            timings.runs.append(wall)
+            timings.cpu.append(cpu)
             if cleanup is not None:
                 await cleanup()
-        print(
+        say(
             f"  round {number + 1}: "
             + ", ".join(f"{t.label} {t.runs[-1]:.1f} s" for t, _ in paths),
             f"(load {load()})",
-            flush=True,
         )
+
+
+REPORT: list[str] = []  # everything said, written to bench/results/ at the end
+
+
+def say(*parts: object) -> None:
+    """Print, and keep the line for the report file."""
+    line = " ".join(str(part) for part in parts)
+    REPORT.append(line)
+    print(line)
 
 
 def load() -> str:
@@ -109,18 +142,25 @@ async def run(gb: float, jobs: int, repeat: int) -> None:
     env = load_testenv()
     if env is None:
         raise SystemExit("the test images are not built: scripts/testenv up && images")
-    proxy_id, proxy_url = start_docker_proxy(env, SIDECAR_PROXY_GRANTS)
+    proxy_id, _ = start_docker_proxy(env, SIDECAR_PROXY_GRANTS)
+    # As in production, where the sidecar reaches the proxy over a Docker network: the
+    # proxy's own address, not the published port, whose userland relay (docker-proxy)
+    # would add about a quarter to the transport's CPU time.
+    address = docker(
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", proxy_id
+    ).strip()
+    proxy_url = f"tcp://{address}:2375"
     try:
         with postgres_container(env.postgres_image) as pg, tempfile.TemporaryDirectory() as tmp:
             rows = events_rows(gb)
-            print(f"building ~{gb:g} GB ({rows} rows) …", flush=True)
+            say(f"building ~{gb:g} GB ({rows} rows) …")
             started = time.perf_counter()
             exec_in(
                 pg.container_id, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
                 "-U", pg.user, "-d", pg.database, stdin=BUILD_SQL.format(rows=rows),
             )  # fmt: skip
             size = int(pg.psql("SELECT pg_database_size('appdb')"))
-            print(f"  built {size / 1e9:.2f} GB in {time.perf_counter() - started:.0f} s")
+            say(f"  built {size / 1e9:.2f} GB in {time.perf_counter() - started:.0f} s")
             async with DockerEngine(proxy_url) as engine:
                 await compare(engine, pg, Path(tmp), size, jobs, repeat)
     finally:
@@ -144,11 +184,14 @@ async def compare(
     user = ["-U", pg.user]
     cid = pg.container_id
     pg.psql("SELECT count(*) FROM events")  # warm the cache for both sides alike
-    print(f"database {size / 1e6:.0f} MB, pg_restore --jobs={jobs}, median of {repeat}, "
-          f"load {load()}", flush=True)  # fmt: skip
+    say(f"database {size / 1e6:.0f} MB, pg_restore --jobs={jobs}, median of {repeat}, "
+          f"load {load()}")  # fmt: skip
 
     def in_thread(*argv: str) -> Callable[[], Awaitable[None]]:
         return lambda: asyncio.to_thread(direct, pg, *argv)
+
+    async def checkpoint() -> None:
+        await in_thread("psql", "-X", "-q", *user, "-d", "postgres", "-c", "CHECKPOINT")()
 
     async def drop(*names: str) -> None:
         for name in names:
@@ -170,15 +213,15 @@ async def compare(
     direct_dump = Timings("direct pg_dump -Fc -f")
     stream_out = Timings("stream only")
     product_dump = Timings("create")
-    print("dump:", flush=True)
+    say("dump:")
     await rounds(repeat, [
         (direct_dump, in_thread("pg_dump", "-Fc", *user, "-d", pg.database,
                                 "-f", "/tmp/direct.dump")),
         (stream_out, stream_dump),
         (product_dump, create),
-    ])  # fmt: skip
+    ], checkpoint)  # fmt: skip
     manifest = created[-1]
-    print(f"  dump file {manifest.file('postgres.dump').size / 1e6:.0f} MB")
+    say(f"  dump file {manifest.file('postgres.dump').size / 1e6:.0f} MB")
 
     # --- restore ----------------------------------------------------------------------
     async def direct_restore() -> None:
@@ -197,18 +240,18 @@ async def compare(
     restore_direct = Timings("direct pg_restore")
     stream_in = Timings("stream only")
     product_restore = Timings("restore_postgres_into")
-    print("restore:", flush=True)
+    say("restore:")
     await rounds(repeat, [
         (restore_direct, direct_restore),
         (stream_in, stream_restore),
         (product_restore, lambda: service.restore_postgres_into(manifest.id, "r_product")),
-    ], lambda: drop("r_direct", "r_stream", "r_product"))  # fmt: skip
-    full = await timed(lambda: service.restore(manifest.id))
+    ], checkpoint, lambda: drop("r_direct", "r_stream", "r_product"))  # fmt: skip
+    full, _ = await timed(lambda: service.restore(manifest.id))
     direct(pg, "rm", "-f", "/tmp/direct.dump")
 
-    print(f"\n{size / 1e6:.0f} MB database, median of {repeat} (min-max), load now {load()}")
-    print("| path | direct s | sidecar s | ratio (median) | ratio per round |")
-    print("|---|---:|---:|---:|---:|")
+    say(f"\n{size / 1e6:.0f} MB database, median of {repeat} (min-max), load now {load()}")
+    say("| path | direct s | sidecar s | ratio (median) | ratio per round |")
+    say("|---|---:|---:|---:|---:|")
     for label, d, s in (
         ("dump, stream only", [direct_dump], [stream_out]),
         ("dump, with checksums (product)", [direct_dump], [product_dump]),
@@ -225,11 +268,18 @@ async def compare(
         per_round = [sum(t.runs[i] for t in d) / sum(t.runs[i] for t in s) for i in range(repeat)]
         d_spread = d[0].spread() if len(d) == 1 else "-"
         s_spread = s[0].spread() if len(s) == 1 else "-"
-        print(
+        say(
             f"| {label} | {d_med:.1f} ({d_spread}) | {s_med:.1f} ({s_spread}) "
             f"| {d_med / s_med:.2f}x | {min(per_round):.2f}-{max(per_round):.2f}x |"
         )
-    print(f"(full restore with the swap by rename, one run: {full:.1f} s)")
+    say(f"(full restore with the swap by rename, one run: {full:.1f} s)")
+    say("\nbusy CPU-seconds of the machine (median; what a path costs beyond waiting):")
+    cpus = os.cpu_count() or 1
+    say(f"| path | wall s | busy CPU-s | of {cpus} CPUs x wall |")
+    say("|---|---:|---:|---:|")
+    for t in (direct_dump, stream_out, product_dump, restore_direct, stream_in, product_restore):
+        say(f"| {t.label} | {t.median:.1f} | {t.cpu_median:.1f} "
+              f"| {t.cpu_median / (cpus * t.median):.0%} |")  # fmt: skip
 
 
 def main() -> None:
@@ -238,7 +288,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs on both sides")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (the median is shown)")
     args = parser.parse_args()
+    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     asyncio.run(run(args.gb, args.jobs, args.repeat))
+    out = ROOT / "bench" / "results" / f"snapshot-{started}-{args.gb:g}gb.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(REPORT) + "\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,6 @@ DATABASE_INFO_SQL = (
     "unnest(r.setconfig) s WHERE r.setdatabase = d.oid AND r.setrole = 0)) "
     "FROM pg_database d WHERE d.datname = current_database()"
 )
-SIZE_SQL = "SELECT pg_database_size(current_database())"
 
 
 def stderr_of(err: SnapshotError | EngineError) -> str:

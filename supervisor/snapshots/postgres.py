@@ -28,10 +28,12 @@ never logged (the official images trust the local socket anyway).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from supervisor.engine.protocol import Engine
 from supervisor.exceptions import BackupFailed, CommandFailed, EngineError, SnapshotError
@@ -56,6 +58,8 @@ from supervisor.snapshots.together import together
 from supervisor.snapshots.workdir import ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,15 @@ def _holder_error(holder: asyncio.Task[Any]) -> str:
     return result.stderr.strip() or f"psql exited with {result.exit_code}"
 
 
+async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Two short steps at once; both run to their end before the first error is raised."""
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    for result in (a, b):
+        if isinstance(result, BaseException):
+            raise result
+    return cast(T, a), cast(U, b)
+
+
 async def _first(event: asyncio.Event, task: asyncio.Task[Any]) -> bool:
     """Wait for ``event`` or for ``task`` to end; True if the event came."""
     waiter = asyncio.ensure_future(event.wait())
@@ -151,6 +164,7 @@ class PostgresSnapshots:
         self.exec_timeout = exec_timeout
         self.restore_jobs = restore_jobs
         self._cpus: asyncio.Future[int] | None = None
+        self._info: dict[str, Any] | None = None  # this operation's answer, see size()
 
     @property
     def database(self) -> str:
@@ -237,11 +251,17 @@ class PostgresSnapshots:
         if not text.strip():
             raise error(f"database {self.database!r} does not exist in the PostgreSQL container")
         info: dict[str, Any] = json.loads(text)
+        self._info = info
         return info
 
+    async def _info_once(self) -> dict[str, Any]:
+        """The info this operation asked for already (its size estimate), else now."""
+        return self._info if self._info is not None else await self.database_info()
+
     async def size(self) -> int:
-        text = await self.query(self.database, sql.SIZE_SQL, purpose="size")
-        return int(text.strip() or 0)
+        """The database's size, from :meth:`database_info`: the dump that follows the
+        size estimate of the same operation uses that answer instead of asking again."""
+        return int((await self.database_info())["size"])
 
     async def server_version(self) -> str:
         text = await self.query(self.database, "SHOW server_version", purpose="version")
@@ -256,9 +276,15 @@ class PostgresSnapshots:
     async def dump(self, writer: SnapshotWriter) -> PostgresDump:
         """Globals and a consistent custom-format dump into ``writer``'s folder."""
         await self.ensure_running(BackupFailed)
-        info = await self.database_info()
-        method = cs.method_for(int(info.get("version_num", 0)))
-        async with ContainerWorkdir(self.engine, self.container_id, writer.snapshot_id) as workdir:
+        async with contextlib.AsyncExitStack() as stack:
+            # Both at once, and both let finish: a directory made is always removed.
+            info, workdir = await _both(
+                self._info_once(),
+                stack.enter_async_context(
+                    ContainerWorkdir(self.engine, self.container_id, writer.snapshot_id)
+                ),
+            )
+            method = cs.method_for(int(info.get("version_num", 0)))
             globals_entry, (dump_entry, held) = await together(
                 self._dump_globals(workdir, writer), self._dump_database(workdir, writer, method)
             )

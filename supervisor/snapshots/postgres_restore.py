@@ -60,13 +60,22 @@ _LOGGER = logging.getLogger(__name__)
 DATA_SECTIONS = ("pre-data", "data")
 
 
-async def ensure_roles(pg: PostgresSnapshots, folder: Path, dump: PostgresDump) -> None:
-    """Create the roles the dump refers to that the cluster lacks (nothing else)."""
+async def missing_roles(pg: PostgresSnapshots, dump: PostgresDump) -> list[str]:
+    """The roles the dump refers to that the cluster lacks (a question, no change)."""
     text = await pg.maintenance(
         "SELECT rolname FROM pg_roles", error=RestoreFailed, purpose="roles"
     )
     present = set(text.split())
-    missing = [role for role in dump.roles if role not in present]
+    return [role for role in dump.roles if role not in present]
+
+
+async def ensure_roles(
+    pg: PostgresSnapshots, folder: Path, dump: PostgresDump, missing: list[str] | None = None
+) -> None:
+    """Create the roles the dump refers to that the cluster lacks (nothing else);
+    ``missing`` if the caller asked already."""
+    if missing is None:
+        missing = await missing_roles(pg, dump)
     if not missing:
         return
     globals_sql = await asyncio.to_thread((folder / dump.globals_file).read_text, "utf-8")

@@ -171,9 +171,11 @@ class SnapshotService:
         return needed
 
     async def _estimate(self, pg: PostgresSnapshots | None, influx: InfluxSnapshots | None) -> int:
-        databases = (await pg.size() if pg else 0) + (await influx.size() if influx else 0)
-        config = await asyncio.to_thread(tree_size, self.options.config_paths)
-        return int(databases * self.options.size_factor) + config
+        sizes: list[int] = await together(
+            *(part.size() for part in (pg, influx) if part is not None),
+            asyncio.to_thread(tree_size, self.options.config_paths),
+        )
+        return int(sum(sizes[:-1]) * self.options.size_factor) + sizes[-1]
 
     async def create(
         self,
@@ -466,10 +468,14 @@ class SnapshotService:
                 raise RestoreFailed(f"refusing to restore a scratch copy over {database!r}")
             try:
                 await pg.ensure_running(RestoreFailed)  # "not running" first, as the clear error
-                if await pg.database_exists(database, RestoreFailed):
+                exists, missing = await together(
+                    pg.database_exists(database, RestoreFailed),
+                    postgres_restore.missing_roles(pg, manifest.postgres),
+                )
+                if exists:
                     raise RestoreFailed(f"database {database!r} exists already; drop it first")
                 folder = self.store.path_of(snapshot_id)
-                await postgres_restore.ensure_roles(pg, folder, manifest.postgres)
+                await postgres_restore.ensure_roles(pg, folder, manifest.postgres, missing)
                 entry = manifest.file(manifest.postgres.dump_file)
                 await postgres_restore.load_into(pg, folder, manifest.postgres, entry, database)
             except EngineError as err:

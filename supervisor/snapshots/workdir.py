@@ -35,7 +35,8 @@ from supervisor.snapshots.models import FileEntry
 _LOGGER = logging.getLogger(__name__)
 _TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 _RECORD_PID = 'echo $$ >"$0" && exec "$@"'
-_FRESH_DIR = 'rm -rf "$0" && mkdir -m 700 "$0"'
+# The exec user's ids come with it (uploads are given to that user): one exec, not two.
+_FRESH_DIR = 'rm -rf "$0" && mkdir -m 700 "$0" && id -u && id -g'
 # TERM first, KILL only if it is still there 5 s later. Why not KILL at once: a process
 # whose parent dies is re-parented to the container's PID 1, which in a database image is
 # usually the postmaster itself; the postmaster treats any child that ends by a signal
@@ -60,12 +61,12 @@ class ContainerWorkdir:
         self.engine = engine
         self.container_id = container_id
         self.path = f"{CONTAINER_WORKDIR_PREFIX}{tag}"
+        self.uid = self.gid = 0  # the exec user's, read when the directory is made
 
     async def __aenter__(self) -> ContainerWorkdir:
         # A crashed earlier attempt may have left the directory: start clean (one exec).
-        await self.engine.exec(
-            self.container_id, ["sh", "-c", _FRESH_DIR, self.path], timeout=CLEANUP_TIMEOUT
-        )
+        ids = (await self.output(["sh", "-c", _FRESH_DIR, self.path])).split()
+        self.uid, self.gid = (int(n) for n in ids) if len(ids) == 2 else (0, 0)
         return self
 
     async def __aexit__(
@@ -122,9 +123,8 @@ class ContainerWorkdir:
         The bytes are hashed as they are sent: a file that changed since it was verified
         is refused here, before anything uses it.
         """
-        uid, gid = (int(n) for n in (await self.output(["sh", "-c", "id -u; id -g"])).split())
         sent = await self.engine.put_file(
-            self.container_id, local, self.path, name=entry.name, uid=uid, gid=gid,
+            self.container_id, local, self.path, name=entry.name, uid=self.uid, gid=self.gid,
             mode=0o600, timeout=timeout,
         )  # fmt: skip
         if sent != entry.sha256:

@@ -138,7 +138,13 @@ class EdgePoller:
             with urllib.request.urlopen(self.url, timeout=self.timeout) as answer:
                 version = str(json.loads(answer.read()).get("version"))
         except urllib.error.HTTPError as err:
-            problem = f"status {err.code} {err.reason}"
+            # Who answered it and why: the addresses tried (the edge proxy's X-Upstream)
+            # and the start of the body (the app says what its health check missed).
+            body = err.read(200).decode("utf-8", "replace").strip()
+            problem = (
+                f"status {err.code} {err.reason} from {err.headers.get('X-Upstream', '?')}: "
+                f"{body!r}"
+            )
         except (OSError, ValueError) as err:
             problem = f"{type(err).__name__}: {err}"
         elapsed = time.monotonic() - began

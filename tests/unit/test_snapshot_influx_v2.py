@@ -32,7 +32,7 @@ from supervisor.snapshots.models import new_snapshot_id
 
 ARCHIVE = b"fake influx 2 backup tar" * 1000
 WRAP = 'echo $$ >"$0" && exec "$@"'
-FRESH = 'rm -rf "$0" && mkdir -m 700 "$0"'
+FRESH = 'rm -rf "$0" && mkdir -m 700 "$0" && id -u && id -g'
 
 
 @dataclass
@@ -76,8 +76,8 @@ class FakeEngine:
             out = self.version_output.encode()
         elif argv[0] == "tar" and "-cf" in argv:
             out = ARCHIVE
-        elif argv == ["sh", "-c", "id -u; id -g"]:
-            out = b"0\n0\n"
+        elif argv[:3] == ["sh", "-c", FRESH]:
+            out = b"0\n0\n"  # the work directory's exec user
         if stdout is not None and out:
             await stdout(out)
         return ExecResult(0, len(out), "", 0.0)
@@ -135,13 +135,12 @@ async def test_v2_backup_and_restore_commands(tmp_path: Path) -> None:
     assert engine.commands() == [
         ["influxd", "version"],
         ["sh", "-c", FRESH, work],
-        ["sh", "-c", "id -u; id -g"],
         ["mkdir", "-m", "700", f"{work}/backup"],
         ["tar", "-C", f"{work}/backup", "-xf", f"{work}/influxdb.tar"],
         ["influx", "restore", "--full", f"{work}/backup"],
         ["rm", "-rf", work],
     ]
-    assert engine.calls[5][1]["INFLUX_TOKEN"] == "operator-token-123"
+    assert engine.calls[4][1]["INFLUX_TOKEN"] == "operator-token-123"
     assert engine.uploads == [("influxdb.tar", work, "influxdb.tar")]
 
 

@@ -45,6 +45,8 @@ http {
             proxy_next_upstream error timeout http_502 http_503;
             proxy_next_upstream_tries 3;
             proxy_next_upstream_timeout 6s;
+            # Which addresses a request went to (all tries): a failure names its upstreams.
+            add_header X-Upstream \$upstream_addr always;
         }
     }
 }
