@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,20 @@ async def _until(condition: object, what: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"never saw {what}")
+
+
+async def _update_acting_during_migrate(
+    world: World, version: str, act: Callable[[], object]
+) -> RunRecord:
+    """Run an update to ``version``, call ``act`` while its migration is held (what an
+    operator or the database does behind the run's back), and return the finished run."""
+    gate = asyncio.Event()
+    world.engine.gates["run_one_shot"] = gate
+    started = await world.manager.start(StartRequest(target_version=version))
+    await _until(lambda: world.manager.status(started.update_id).state is Stage.MIGRATE, "migrate")
+    act()
+    gate.set()
+    return await world.manager.wait(started.update_id)
 
 
 async def _restart(world: World) -> RunRecord:
@@ -206,14 +221,12 @@ async def test_an_unusable_snapshot_is_never_restored_and_blocks_until_acknowled
     tmp_path: Path,
 ) -> None:
     world = make_world(tmp_path, rollback_copy="false")  # the restore path
-    gate = asyncio.Event()
-    world.engine.gates["run_one_shot"] = gate
     world.engine.failing_migrations.add("1.2.0")
-    started = await world.manager.start(StartRequest(target_version="1.2.0"))
-    await _until(lambda: world.manager.status(started.update_id).state is Stage.MIGRATE, "migrate")
-    world.snapshots.fail["check"] = SnapshotCorrupt("postgres.dump: sha256 differs")
-    gate.set()
-    record = await world.manager.wait(started.update_id)
+    record = await _update_acting_during_migrate(
+        world,
+        "1.2.0",
+        lambda: world.snapshots.fail.update(check=SnapshotCorrupt("postgres.dump: sha256 differs")),
+    )
 
     assert record.result is Stage.NEEDS_INTERVENTION
     assert world.snapshots.restored == []  # garbage is never restored
@@ -226,17 +239,17 @@ async def test_an_unusable_snapshot_is_never_restored_and_blocks_until_acknowled
 
     with pytest.raises(InterventionRequired) as refused:
         await world.manager.start(StartRequest(target_version="1.1.0"))
-    assert started.update_id in refused.value.message
+    assert record.update_id in refused.value.message
     restarted = UpdateManager(world.manager.deps, FakeRegistry(VERSIONS))
     with pytest.raises(InterventionRequired):  # also after a restart
         await restarted.start(StartRequest(target_version="1.1.0"))
 
     blocked = run_summary(world.manager).blocked  # /admin/version and the badge
     assert blocked is not None
-    assert blocked.update_id == started.update_id
+    assert blocked.update_id == record.update_id
     assert badge_of(run_summary(world.manager)).message.endswith("until acknowledged")
 
-    acked = await world.manager.acknowledge(started.update_id, "alice", "restored by hand")
+    acked = await world.manager.acknowledge(record.update_id, "alice", "restored by hand")
     assert run_summary(world.manager).blocked is None
     assert badge_of(run_summary(world.manager)).message.endswith("(acknowledged)")
     assert acked.acknowledged is not None
@@ -246,7 +259,7 @@ async def test_an_unusable_snapshot_is_never_restored_and_blocks_until_acknowled
     assert history[0].acknowledged.note == "restored by hand"
     assert len(history) == 1  # one run, its last version
     with pytest.raises(NotAcknowledgeable):
-        await world.manager.acknowledge(started.update_id, "bob")
+        await world.manager.acknowledge(record.update_id, "bob")
     assert world.manager.blocking_run() is None
 
 
@@ -498,13 +511,9 @@ async def test_a_copy_swapped_in_for_a_dropped_database_keeps_nothing(stack: Wor
     place, no replaced database is recorded, dumped or reported as kept."""
     world = stack
     world.engine.unhealthy_versions.add("1.3.0")
-    gate = asyncio.Event()
-    world.engine.gates["run_one_shot"] = gate
-    started = await world.manager.start(StartRequest(target_version="1.3.0"))
-    await _until(lambda: world.manager.status(started.update_id).state is Stage.MIGRATE, "migrate")
-    world.snapshots.live_missing = True
-    gate.set()
-    record = await world.manager.wait(started.update_id)
+    record = await _update_acting_during_migrate(
+        world, "1.3.0", lambda: setattr(world.snapshots, "live_missing", True)
+    )
     assert record.result is Stage.ROLLED_BACK, record.error
     assert record.rollback is not None
     assert record.rollback.via_copy
@@ -574,13 +583,8 @@ async def test_without_copy_or_dump_the_rollback_does_not_restore_half(stack: Wo
     world = stack
     world.engine.unhealthy_versions.add("1.3.0")
     world.snapshots.gates["add_postgres"] = asyncio.Event()
-    gate = asyncio.Event()
-    world.engine.gates["run_one_shot"] = gate
-    started = await world.manager.start(StartRequest(target_version="1.3.0"))
-    await _until(lambda: world.manager.status(started.update_id).state is Stage.MIGRATE, "migrate")
-    world.snapshots.copies.clear()  # someone dropped the copy by hand
-    gate.set()
-    record = await world.manager.wait(started.update_id)
+    # Someone drops the copy by hand.
+    record = await _update_acting_during_migrate(world, "1.3.0", world.snapshots.copies.clear)
     assert record.result is Stage.NEEDS_INTERVENTION
     assert record.error is not None
     assert "has no PostgreSQL dump" in record.error.message
