@@ -147,8 +147,8 @@ async def run(gb: float, jobs: int, repeat: int) -> None:
     # proxy's own address, not the published port, whose userland relay (docker-proxy)
     # would add about a quarter to the transport's CPU time.
     address = docker(
-        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", proxy_id
-    ).strip()
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", proxy_id
+    ).split()[0]
     proxy_url = f"tcp://{address}:2375"
     try:
         with postgres_container(env.postgres_image) as pg, tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,8 @@ PG_APP_PREFIX = "supervisor-"
 
 
 class SnapshotReason(StrEnum):
-    """Why a snapshot was taken; retention treats them alike."""
+    """Why a snapshot was taken. Retention counts a pre-rollback dump (the failed
+    version's data) apart: it cannot bring a known-good version back."""
 
     PRE_UPDATE = "pre-update"
     PRE_ROLLBACK = "pre-rollback"

@@ -277,7 +277,8 @@ class PostgresSnapshots:
         """Globals and a consistent custom-format dump into ``writer``'s folder."""
         await self.ensure_running(BackupFailed)
         async with contextlib.AsyncExitStack() as stack:
-            # Both at once, and both let finish: a directory made is always removed.
+            # Both at once, and both let finish: the directory, once made, is removed
+            # by the stack (a failed or cancelled mkdir removes its own).
             info, workdir = await _both(
                 self._info_once(),
                 stack.enter_async_context(

@@ -166,7 +166,8 @@ class Snapshots(Protocol):
     async def delete(self, snapshot_id: str) -> None: ...
 
     async def apply_retention(self, protected: set[str]) -> list[str]:
-        """Delete all but the newest N and ``protected``; return the deleted ids."""
+        """Delete what is older than the newest N whole snapshots (see
+        :mod:`~supervisor.snapshots.retention`), never ``protected``; the deleted ids."""
         ...
 
     async def list(self) -> list[SnapshotManifest]:  # last: shadows the builtin

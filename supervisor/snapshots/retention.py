@@ -6,10 +6,11 @@ them would take away the data a rollback or a crash recovery restores. They are
 kept *in addition to* the newest N, so protection never pushes a recent
 snapshot out.
 
-Only *whole* snapshots count toward N. A partial one (a pre-update snapshot
-whose database dump, to come from the rollback copy, never completed; a
-rollback's InfluxDB-only backup) cannot bring the stack back by itself: three
-failed runs must not push the last whole snapshot out. A partial snapshot is
+Only *whole* snapshots count toward N: those that can bring a known-good
+version back. A partial one (a pre-update snapshot whose database dump, to
+come from the rollback copy, never completed; a rollback's InfluxDB-only
+backup) or a pre-rollback dump (the failed version's data) cannot: three
+failed runs must not push the last whole snapshot out. Such a snapshot is
 kept while it is newer than the oldest of the N whole ones, and expires with it.
 """
 

@@ -568,7 +568,10 @@ class SnapshotService:
                 with_postgres = True  # unknown: count fewer snapshots whole, delete fewer
             expired = select_expired(
                 mine, self.options.retention_keep, protected,
-                whole=lambda m: not with_postgres or m.postgres is not None,
+                whole=lambda m: (
+                    m.reason is not SnapshotReason.PRE_ROLLBACK
+                    and (not with_postgres or m.postgres is not None)
+                ),
             )  # fmt: skip
             for snapshot_id in expired:
                 await self.store.delete(snapshot_id)

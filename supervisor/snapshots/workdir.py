@@ -28,7 +28,7 @@ from types import TracebackType
 
 from supervisor.engine.models import ExecResult
 from supervisor.engine.protocol import Engine, OutputSink
-from supervisor.exceptions import CommandFailed, SnapshotCorrupt, SupervisorError
+from supervisor.exceptions import CommandFailed, SnapshotCorrupt, SnapshotError, SupervisorError
 from supervisor.snapshots.const import CONTAINER_WORKDIR_PREFIX
 from supervisor.snapshots.models import FileEntry
 
@@ -36,7 +36,8 @@ _LOGGER = logging.getLogger(__name__)
 _TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 _RECORD_PID = 'echo $$ >"$0" && exec "$@"'
 # The exec user's ids come with it (uploads are given to that user): one exec, not two.
-_FRESH_DIR = 'rm -rf "$0" && mkdir -m 700 "$0" && id -u && id -g'
+# An image without ``id`` still gets its directory; an upload then asks again (and fails).
+_FRESH_DIR = 'rm -rf "$0" && mkdir -m 700 "$0" && { id -u && id -g || true; }'
 # TERM first, KILL only if it is still there 5 s later. Why not KILL at once: a process
 # whose parent dies is re-parented to the container's PID 1, which in a database image is
 # usually the postmaster itself; the postmaster treats any child that ends by a signal
@@ -52,6 +53,14 @@ _KILL_PID = (
 CLEANUP_TIMEOUT = 60.0
 
 
+def _ids(output: str) -> tuple[int, int] | None:
+    """``uid, gid`` from the output of ``id -u; id -g``, None unless exactly that."""
+    words = output.split()
+    if len(words) != 2 or not all(word.isdigit() for word in words):
+        return None
+    return int(words[0]), int(words[1])
+
+
 class ContainerWorkdir:
     """``/tmp/supervisor-<tag>`` in one container, for one operation (``async with``)."""
 
@@ -61,12 +70,15 @@ class ContainerWorkdir:
         self.engine = engine
         self.container_id = container_id
         self.path = f"{CONTAINER_WORKDIR_PREFIX}{tag}"
-        self.uid = self.gid = 0  # the exec user's, read when the directory is made
+        self._ids: tuple[int, int] | None = None  # the exec user's uid, gid
 
     async def __aenter__(self) -> ContainerWorkdir:
         # A crashed earlier attempt may have left the directory: start clean (one exec).
-        ids = (await self.output(["sh", "-c", _FRESH_DIR, self.path])).split()
-        self.uid, self.gid = (int(n) for n in ids) if len(ids) == 2 else (0, 0)
+        try:
+            self._ids = _ids(await self.output(["sh", "-c", _FRESH_DIR, self.path]))
+        except BaseException:  # cancelled or failed after the mkdir: never left behind
+            await asyncio.shield(self._quietly(["rm", "-rf", self.path]))
+            raise
         return self
 
     async def __aexit__(
@@ -123,8 +135,15 @@ class ContainerWorkdir:
         The bytes are hashed as they are sent: a file that changed since it was verified
         is refused here, before anything uses it.
         """
+        ids = self._ids or _ids(await self.output(["sh", "-c", "id -u; id -g"]))
+        if ids is None:
+            raise SnapshotError(
+                f"cannot tell the exec user of container {self.container_id[:12]} "
+                "(`id -u` / `id -g` gave no numbers): the upload would not be readable"
+            )
+        uid, gid = ids
         sent = await self.engine.put_file(
-            self.container_id, local, self.path, name=entry.name, uid=self.uid, gid=self.gid,
+            self.container_id, local, self.path, name=entry.name, uid=uid, gid=gid,
             mode=0o600, timeout=timeout,
         )  # fmt: skip
         if sent != entry.sha256:

@@ -55,7 +55,7 @@ from supervisor.snapshots.protocol import RunDatabases
 from supervisor.update import completion, deferred_dump
 from supervisor.update.completion import write_pins
 from supervisor.update.faults import fault_point
-from supervisor.update.models import RollbackJournal, RunError
+from supervisor.update.models import RollbackJournal, RunError, RunRecord
 from supervisor.update.stages import Stage
 
 if TYPE_CHECKING:
@@ -228,14 +228,11 @@ async def _swap_copy_in(run: UpdateRun, snapshot_id: str) -> None:
             _refuse_without_postgres(run, manifest.postgres is not None)
             if manifest.postgres is not None:
                 run.log(f"the rollback copy is gone: restoring the database from {snapshot_id}")
+                kept_as = replaced_database_name(manifest.postgres.database, record.update_id)
                 await snapshots.restore(
-                    snapshot_id, run.snapshot_progress, influxdb=False,
-                    keep_replaced_as=replaced_database_name(
-                        manifest.postgres.database, record.update_id
-                    ),
-                )  # fmt: skip
-                # Kept only if there was a live database to replace: checked, not assumed.
-                replaced = (await snapshots.run_databases(record.update_id)).kept
+                    snapshot_id, run.snapshot_progress, influxdb=False, keep_replaced_as=kept_as
+                )
+                replaced = await _kept_after_restore(run, kept_as)
         journal.restored, journal.replaced_database = True, replaced
         await run.save()
         if replaced:
@@ -304,6 +301,17 @@ async def _dump_replaced(run: UpdateRun) -> None:
     journal.replaced_database_dropped = True
     await run.save()
     run.log(f"dropped {replaced}: dump {journal.replaced_snapshot_id} holds its data")
+
+
+async def _kept_after_restore(run: UpdateRun, kept_as: str) -> str | None:
+    """The database a restore kept aside: none if there was no live database to replace
+    (checked, not assumed). The restore has happened: if the check fails, the name is
+    assumed kept (a later drop of a missing name is a no-op) rather than failing now."""
+    try:
+        return (await run.deps.snapshots.run_databases(run.record.update_id)).kept
+    except SupervisorError as err:
+        run.log(f"could not check whether {kept_as} was kept ({err.message}); assuming so")
+        return kept_as
 
 
 def _failed_images(run: UpdateRun) -> dict[str, str]:
@@ -385,8 +393,8 @@ async def _restore_data(run: UpdateRun, snapshot_id: str) -> None:
         await snapshots.restore(
             snapshot_id, run.snapshot_progress, keep_replaced_as=replaced, influxdb=with_influx
         )
-        if replaced is not None:  # nothing is kept if there was no live database to replace
-            replaced = (await snapshots.run_databases(run.record.update_id)).kept
+        if replaced is not None:
+            replaced = await _kept_after_restore(run, replaced)
         journal.restored, journal.replaced_database = True, replaced
         await run.save()
         if replaced:
@@ -545,6 +553,17 @@ async def needs_intervention(run: UpdateRun, what: str) -> None:
     await run.finish(Stage.NEEDS_INTERVENTION)
 
 
+def _journal_databases(record: RunRecord) -> RunDatabases:
+    """What the journal says of the run's databases, when the server cannot be asked."""
+    journal = record.rollback
+    swapped_in = journal is not None and journal.via_copy and journal.restored
+    copy = record.rollback_copy_name if record.rollback_copy != "none" and not swapped_in else None
+    kept = None
+    if journal is not None and journal.replaced_database and not journal.replaced_database_dropped:
+        kept = journal.replaced_database if journal.restored else None
+    return RunDatabases(copy=copy, kept=kept)
+
+
 async def kept_artifacts(run: UpdateRun) -> list[str]:
     """Everything an operator may need, as it exists now (checked, not assumed)."""
     record, journal = run.record, run.record.rollback
@@ -561,16 +580,21 @@ async def kept_artifacts(run: UpdateRun) -> list[str]:
     if journal is not None and journal.replaced_snapshot_id:
         state = "" if journal.replaced_snapshot_id in listed else " (not found in backups/)"
         kept.append(f"dump {journal.replaced_snapshot_id} of what the failed version wrote{state}")
-    databases = RunDatabases()
+    checked = ""
     try:  # whatever the journal says: a copy at "making" may exist, a kept one may not
         databases = await run.deps.snapshots.run_databases(record.update_id)
     except SupervisorError as err:
-        kept.append(f"the run's databases could not be listed ({err.message})")
+        # The database server may be why the run needs an operator: the journal's names.
+        checked = " (not checked: the databases could not be listed)"
+        databases = _journal_databases(record)
+        run.log(f"could not list the run's databases: {err.message}")
     if databases.copy:
-        kept.append(f"database {databases.copy} (a copy of the database before the update)")
+        kept.append(
+            f"database {databases.copy} (a copy of the database before the update){checked}"
+        )
     if databases.kept:
-        kept.append(f"database {databases.kept} (what the failed version wrote)")
-    if journal is not None and journal.restore_started and not journal.restored:
+        kept.append(f"database {databases.kept} (what the failed version wrote){checked}")
+    elif journal is not None and journal.restore_started and not journal.restored:
         kept.append("the live database, as the failed version left it (it was not replaced)")
     put_back = set(journal.put_back) if journal is not None else set()
     for retained in record.retained:

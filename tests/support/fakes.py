@@ -35,6 +35,7 @@ from supervisor.exceptions import (
     EngineNotFound,
     HealthCheckFailed,
     ManifestNotFound,
+    RestoreFailed,
     RetainedContainerLost,
     SnapshotNotFound,
     SupervisorError,
@@ -642,6 +643,8 @@ class FakeSnapshots:
         copy, kept = f"{FAKE_DATABASE}__copy_{tag}", f"{FAKE_DATABASE}__old_{tag}"
         if copy not in self.copies:  # like the real one: done before, or gone
             return CopySwap(swapped=True, kept=kept) if kept in self.kept else CopySwap(False)
+        if kept in self.kept:  # like the real one: both are kept, nothing is renamed
+            raise RestoreFailed(f"database {kept} exists already; {copy} was not swapped in")
         self._maybe_fail("swap_in_copy")
         await self._held("swap_in_copy")
         self.copies.remove(copy)

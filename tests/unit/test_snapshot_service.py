@@ -52,26 +52,27 @@ async def test_retention_deletes_only_this_projects_unprotected_snapshots(tmp_pa
 async def test_retention_counts_only_whole_snapshots_when_postgres_is_managed(
     tmp_path: Path,
 ) -> None:
-    """Three failed runs left pre-update snapshots without their database dump: they do
-    not push the whole ones out. Without a postgres service every snapshot is whole."""
+    """Failed runs left pre-update snapshots without their database dump and a
+    pre-rollback dump (the failed version's data): they do not push the whole ones out.
+    Without a postgres service a snapshot without PostgreSQL is whole; a pre-rollback
+    dump never is."""
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
     store = SnapshotStore(tmp_path, "proj")
     whole = [f"2025010{d}T000000Z_0000000{d}" for d in range(1, 5)]
-    partial = [f"2025010{d}T000000Z_0000000{d}" for d in range(5, 8)]
-    for day, snapshot_id in enumerate(whole + partial, start=1):
-        dump = (
-            PostgresDump(
-                database="app", owner="app", encoding="UTF8", collate="C", ctype="C",
-                server_version="15", size_bytes=1, dump_file="postgres.dump",
-                globals_file="postgres-globals.sql",
-            )
-            if snapshot_id in whole
-            else None
-        )  # fmt: skip
+    partial = [f"2025010{d}T000000Z_0000000{d}" for d in range(5, 7)]
+    failed_data = "20250107T000000Z_00000007"
+    dump = PostgresDump(
+        database="app", owner="app", encoding="UTF8", collate="C", ctype="C",
+        server_version="15", size_bytes=1, dump_file="postgres.dump",
+        globals_file="postgres-globals.sql",
+    )  # fmt: skip
+    for day, snapshot_id in enumerate([*whole, *partial, failed_data], start=1):
         async with store.begin(snapshot_id) as writer:
             await store.commit(writer, SnapshotManifest(
-                id=snapshot_id, project="proj", reason=SnapshotReason.PRE_UPDATE,
-                created_at=t0 + timedelta(days=day), postgres=dump,
+                id=snapshot_id, project="proj", created_at=t0 + timedelta(days=day),
+                reason=(SnapshotReason.PRE_ROLLBACK if snapshot_id == failed_data
+                        else SnapshotReason.PRE_UPDATE),
+                postgres=None if snapshot_id in partial else dump,
             ))  # fmt: skip
     service = service_for(FakeEngine(), tmp_path, retention_keep=2)
 
@@ -80,10 +81,10 @@ async def test_retention_counts_only_whole_snapshots_when_postgres_is_managed(
 
     service._locate = with_postgres
     assert await service.apply_retention(protected=set()) == whole[:2]
-    assert sorted(os.listdir(tmp_path)) == sorted(whole[2:] + partial)
+    assert sorted(os.listdir(tmp_path)) == sorted([*whole[2:], *partial, failed_data])
 
     service = service_for(FakeEngine(), tmp_path, retention_keep=2)  # no postgres service
-    assert await service.apply_retention(protected=set()) == whole[2:] + partial[:1]
+    assert await service.apply_retention(protected=set()) == whole[2:]
 
 
 async def test_preflight_refuses_before_anything_is_dumped(tmp_path: Path) -> None:

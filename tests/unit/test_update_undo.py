@@ -24,6 +24,7 @@ from supervisor.exceptions import (
     InterventionRequired,
     NotAcknowledgeable,
     SnapshotCorrupt,
+    SnapshotError,
     StateError,
     UpdateRunning,
 )
@@ -504,6 +505,37 @@ async def test_needs_intervention_lists_a_copy_its_journal_never_called_ready(
     assert any(copy in line for line in record.kept), record.kept
     kept_name = replaced_database_name(FAKE_DATABASE, record.update_id)
     assert not any(kept_name in line for line in record.kept), record.kept  # never made
+
+
+async def test_kept_databases_fall_back_to_the_journal_when_they_cannot_be_listed(
+    stack: World,
+) -> None:
+    world = stack
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.snapshots.fail["swap_in_copy"] = SnapshotCorrupt("the server refused the rename")
+    world.snapshots.fail["run_databases"] = SnapshotError("the database server is gone")
+    record = await world.update("1.3.0")
+    assert record.result is Stage.NEEDS_INTERVENTION
+    copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
+    assert [line for line in record.kept if copy in line] == [
+        f"database {copy} (a copy of the database before the update) "
+        "(not checked: the databases could not be listed)"
+    ]
+
+
+async def test_a_restore_whose_kept_database_cannot_be_checked_goes_on(tmp_path: Path) -> None:
+    """The restore happened; asking which database it kept fails: the rollback assumes
+    the name it asked for (dropping a missing name later is a no-op) and completes."""
+    world = make_world(tmp_path, rollback_copy="false")
+    world.engine.unhealthy_versions.add("1.3.0")
+    world.snapshots.fail["run_databases"] = SnapshotError("a transient exec error")
+    record = await world.update("1.3.0")
+    assert record.result is Stage.ROLLED_BACK, record.error
+    replaced = replaced_database_name(FAKE_DATABASE, record.update_id)
+    assert record.rollback is not None
+    assert record.rollback.replaced_database == replaced
+    assert world.snapshots.dropped_kept == [replaced]
+    _assert_old_version_back(world)
 
 
 async def test_a_copy_swapped_in_for_a_dropped_database_keeps_nothing(stack: World) -> None:
