@@ -31,9 +31,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from supervisor.engine.protocol import Engine
 from supervisor.exceptions import BackupFailed, CommandFailed, EngineError, SnapshotError
@@ -58,8 +57,6 @@ from supervisor.snapshots.together import together
 from supervisor.snapshots.workdir import ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
-T = TypeVar("T")
-U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -123,15 +120,6 @@ def _holder_error(holder: asyncio.Task[Any]) -> str:
         return "the snapshot session ended"
     result = holder.result()
     return result.stderr.strip() or f"psql exited with {result.exit_code}"
-
-
-async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
-    """Two short steps at once; both run to their end before the first error is raised."""
-    a, b = await asyncio.gather(first, second, return_exceptions=True)
-    for result in (a, b):
-        if isinstance(result, BaseException):
-            raise result
-    return cast(T, a), cast(U, b)
 
 
 async def _first(event: asyncio.Event, task: asyncio.Task[Any]) -> bool:
@@ -277,9 +265,9 @@ class PostgresSnapshots:
         """Globals and a consistent custom-format dump into ``writer``'s folder."""
         await self.ensure_running(BackupFailed)
         async with contextlib.AsyncExitStack() as stack:
-            # Both at once, and both let finish: the directory, once made, is removed
-            # by the stack (a failed or cancelled mkdir removes its own).
-            info, workdir = await _both(
+            # Both at once: the directory, once made, is removed by the stack; a mkdir
+            # cancelled because the info failed removes its own.
+            info, workdir = await together(
                 self._info_once(),
                 stack.enter_async_context(
                     ContainerWorkdir(self.engine, self.container_id, writer.snapshot_id)

@@ -7,6 +7,7 @@ the exec environment, and what the adapter does with the answers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -37,7 +38,9 @@ FRESH = 'rm -rf "$0" && mkdir -m 700 "$0" && { id -u && id -g || true; }'
 
 @dataclass
 class FakeEngine:
-    """Answers the calls the InfluxDB adapter makes; records every exec."""
+    """Answers the calls the InfluxDB adapter (and a work directory) makes; records every
+    exec. ``ids`` / ``id_again``: what the work directory's mkdir exec and a later
+    ``id -u; id -g`` print; ``mkdir_error`` / ``mkdir_hangs``: that exec fails or hangs."""
 
     version_output: str = "InfluxDB v2.7.6 (git: 3c58c06206) build_date: 2024-04-12T21:51:21Z\n"
     env: dict[str, str] = field(default_factory=dict)
@@ -45,6 +48,11 @@ class FakeEngine:
     calls: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
     timeouts: list[tuple[list[str], float | None]] = field(default_factory=list)
     uploads: list[tuple[str, str, str]] = field(default_factory=list)
+    owners: list[tuple[int, int]] = field(default_factory=list)  # (uid, gid) per upload
+    ids: bytes = b"0\n0\n"
+    id_again: bytes = b"0\n0\n"
+    mkdir_error: Exception | None = None
+    mkdir_hangs: bool = False
 
     async def container(self, container_id: str) -> ServiceContainer:
         state = "running" if self.running else "exited"
@@ -77,7 +85,13 @@ class FakeEngine:
         elif argv[0] == "tar" and "-cf" in argv:
             out = ARCHIVE
         elif argv[:3] == ["sh", "-c", FRESH]:
-            out = b"0\n0\n"  # the work directory's exec user
+            if self.mkdir_hangs:
+                await asyncio.Event().wait()
+            if self.mkdir_error is not None:
+                raise self.mkdir_error
+            out = self.ids  # the work directory's exec user
+        elif argv == ["sh", "-c", "id -u; id -g"]:
+            out = self.id_again
         if stdout is not None and out:
             await stdout(out)
         return ExecResult(0, len(out), "", 0.0)
@@ -86,6 +100,7 @@ class FakeEngine:
         self, container_id: str, local_path: Path, container_dir: str, **kw: Any
     ) -> str:
         self.uploads.append((str(local_path.name), container_dir, kw["name"]))
+        self.owners.append((kw["uid"], kw["gid"]))
         return hashlib.sha256(local_path.read_bytes()).hexdigest()  # noqa: ASYNC240 (tiny)
 
     def commands(self) -> list[list[str]]:
