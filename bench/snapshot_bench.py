@@ -1,6 +1,6 @@
 """Benchmark: the sidecar's snapshot path against pg_dump / pg_restore run directly.
 
-    python bench/snapshot_bench.py [--gb 1.0] [--jobs 2] [--repeat 3]
+    python bench/snapshot_bench.py [--gb 1.0] [--jobs 2] [--repeat 3] [--upload]
 
 Builds a PostgreSQL database of about ``--gb`` GB in a fresh container (the test
 image), then times, in ``--repeat`` rounds that each run every path once:
@@ -13,8 +13,10 @@ image), then times, in ``--repeat`` rounds that each run every path once:
 * direct restore:  ``pg_restore --jobs=N`` of that file into a new database
 * stream only:     ``put_file`` of the dump, then ``pg_restore --jobs=N``
 * sidecar restore: ``SnapshotService.restore_postgres_into``: every snapshot file re-hashed,
-                   the dump streamed in as a tar, ``pg_restore --jobs=N``, checksums verified
-                   on parallel connections
+                   the dump read in place through a sibling container (the engine runs
+                   here, so the backups folder's path is its host path; ``--upload``: the
+                   dump streamed in as a tar instead), ``pg_restore --jobs=N``, checksums
+                   verified on parallel connections
 * sidecar full restore (one run): ``SnapshotService.restore`` (plus the swap by rename)
 
 and prints a table of medians (min-max) and direct/sidecar ratios, with the load average,
@@ -138,7 +140,7 @@ def direct(pg: PostgresHandle, *argv: str) -> None:
     exec_in(pg.container_id, *argv)
 
 
-async def run(gb: float, jobs: int, repeat: int) -> None:
+async def run(gb: float, jobs: int, repeat: int, upload: bool) -> None:
     env = load_testenv()
     if env is None:
         raise SystemExit("the test images are not built: scripts/testenv up && images")
@@ -162,19 +164,25 @@ async def run(gb: float, jobs: int, repeat: int) -> None:
             size = int(pg.psql("SELECT pg_database_size('appdb')"))
             say(f"  built {size / 1e9:.2f} GB in {time.perf_counter() - started:.0f} s")
             async with DockerEngine(proxy_url) as engine:
-                await compare(engine, pg, Path(tmp), size, jobs, repeat)
+                await compare(engine, pg, Path(tmp), size, jobs, repeat, upload)
     finally:
         docker("rm", "-f", proxy_id, check=False)
 
 
 async def compare(
-    engine: DockerEngine, pg: PostgresHandle, tmp: Path, size: int, jobs: int, repeat: int
+    engine: DockerEngine,
+    pg: PostgresHandle,
+    tmp: Path,
+    size: int,
+    jobs: int,
+    repeat: int,
+    upload: bool,
 ) -> None:
     backups = tmp / "backups"
     backups.mkdir()
     options = SnapshotOptions(
         project="bench", backup_dir=backups, min_free_bytes_margin=0, timeout=3600,
-        restore_jobs=jobs,
+        restore_jobs=jobs, backup_host_dir="off" if upload else str(backups),
     )  # fmt: skip
 
     async def locate(role: Role) -> str | None:
@@ -184,8 +192,9 @@ async def compare(
     user = ["-U", pg.user]
     cid = pg.container_id
     pg.psql("SELECT count(*) FROM events")  # warm the cache for both sides alike
+    how = "uploaded" if upload else "read in place"
     say(f"database {size / 1e6:.0f} MB, pg_restore --jobs={jobs}, median of {repeat}, "
-          f"load {load()}")  # fmt: skip
+          f"load {load()}, the product's dump {how}")  # fmt: skip
 
     def in_thread(*argv: str) -> Callable[[], Awaitable[None]]:
         return lambda: asyncio.to_thread(direct, pg, *argv)
@@ -287,9 +296,13 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0, help="database size to build (GB)")
     parser.add_argument("--jobs", type=int, default=2, help="pg_restore --jobs on both sides")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (the median is shown)")
+    parser.add_argument(
+        "--upload", action="store_true",
+        help="the product uploads the dump instead of reading it in place",
+    )  # fmt: skip
     args = parser.parse_args()
     started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    asyncio.run(run(args.gb, args.jobs, args.repeat))
+    asyncio.run(run(args.gb, args.jobs, args.repeat, args.upload))
     out = ROOT / "bench" / "results" / f"snapshot-{started}-{args.gb:g}gb.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(REPORT) + "\n")

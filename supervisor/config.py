@@ -234,6 +234,12 @@ class Settings(BaseSettings):
 
     # --- storage -------------------------------------------------------------------------
     backup_dir: Path = Field(Path("/backups"), description="a directory path")
+    # Where backup_dir is on the engine's host, so a restore can hand the dump to the
+    # database container in place instead of uploading it (supervisor.snapshots.in_place):
+    # auto = the sidecar's own container's mount of backup_dir; off = always upload.
+    backup_host_dir: Annotated[
+        str, _matches(r"auto|off|/.*", "auto, off, or an absolute path on the engine's host")
+    ] = "auto"
     # Files or directories archived into every snapshot (e.g. the app's config volume,
     # mounted read-only into the sidecar).
     config_paths: list[Path] = Field(

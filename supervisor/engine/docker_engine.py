@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import aiodocker
@@ -45,6 +45,7 @@ from supervisor.engine import (
     docker_lifecycle,
     docker_retained,
     docker_scratch,
+    docker_sibling,
 )
 from supervisor.engine.docker_errors import engine_call, translate_pull
 from supervisor.engine.models import (
@@ -400,6 +401,19 @@ class DockerEngine:
 
     async def remove_sandboxes(self, project: str, run_id: str) -> list[str]:
         return await docker_scratch.remove_sandboxes(self, project, run_id)
+
+    # --- the sibling of a database container (see sibling) ---------------------------
+
+    async def start_sibling(self, of: str, source: str, tag: str) -> str:
+        return await docker_sibling.start_sibling(self, of, source, tag)
+
+    async def remove_siblings(
+        self, of: str, tag: str | None = None, wait: bool = True
+    ) -> list[str]:
+        return await docker_sibling.remove_siblings(self, of, tag, wait)
+
+    async def host_path_of(self, path: PurePosixPath) -> str | None:
+        return await docker_sibling.host_path_of(self, path)
 
     async def logs_tail(self, container_id: str, lines: int = 30) -> str:
         async with engine_call(f"reading logs of {container_id[:12]}", self.url):

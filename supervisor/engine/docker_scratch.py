@@ -93,7 +93,7 @@ async def run_one_shot_in_sandbox(
     spec = isolate_one_shot(spec, sandbox)
     name = f"{template['Name'].lstrip('/')}.run-{run_id}"
     return await run_to_completion(
-        engine, spec.body, name, {}, timeout, lambda cid: _remove_container(engine, cid)
+        engine, spec.body, name, {}, timeout, lambda cid: remove_with_volumes(engine, cid)
     )
 
 
@@ -107,7 +107,7 @@ async def remove_sandboxes(engine: DockerEngine, project: str, run_id: str) -> l
             all=True, filters=json.dumps({"label": labels})
         )
     for entry in containers:
-        await _remove_container(engine, entry.id)
+        await remove_with_volumes(engine, entry.id)
         removed.append(str((entry["Names"] or [entry.id])[0]).lstrip("/"))
     async with engine_call(f"listing the rehearsal networks of run {run_id}", engine.url):
         networks: list[dict[str, Any]] = await engine.client.networks.list(
@@ -119,7 +119,7 @@ async def remove_sandboxes(engine: DockerEngine, project: str, run_id: str) -> l
     return removed
 
 
-async def _remove_container(engine: DockerEngine, container_id: str) -> None:
+async def remove_with_volumes(engine: DockerEngine, container_id: str) -> None:
     for attempt in range(REMOVE_ATTEMPTS):
         try:
             async with engine_call(f"removing container {container_id[:12]}", engine.url):

@@ -8,7 +8,7 @@ implements this protocol.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from supervisor.const import Role
@@ -254,4 +254,26 @@ class Engine(Protocol):
     async def remove_sandboxes(self, project: str, run_id: str) -> list[str]:
         """Remove the run's sandbox containers and network, found by label (also after a
         crash); the names removed. Idempotent."""
+        ...
+
+    # --- the sibling of a database container (see supervisor.engine.sibling) --------
+
+    async def start_sibling(self, of: str, source: str, tag: str) -> str:
+        """Start a container of ``of``'s image and user in ``of``'s PID namespace, with no
+        network, holding the host path ``source`` read-only at ``sibling_target(tag)``;
+        its id. A leftover sibling with the same tag is removed first; on failure nothing
+        is left."""
+        ...
+
+    async def remove_siblings(
+        self, of: str, tag: str | None = None, wait: bool = True
+    ) -> list[str]:
+        """Remove the siblings of ``of`` (with ``tag``, or all), found by label (also
+        after a crash); the names removed. Idempotent. Without ``wait`` a running one is
+        only killed and the engine removes it on its own."""
+        ...
+
+    async def host_path_of(self, path: PurePosixPath) -> str | None:
+        """Where ``path`` of this process is on the engine's host: None unless this
+        process runs in a container of this engine that mounts ``path`` from the host."""
         ...

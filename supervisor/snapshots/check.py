@@ -4,7 +4,7 @@
 
     SnapshotService.check(id)
       1. every file re-hashed against manifest.json          (SnapshotStore.verify)
-      2. postgres.dump uploaded into the postgres container (hash checked on the way)
+      2. postgres.dump readable in the postgres container (supervisor.snapshots.in_place)
          pg_restore --list        the archive's table of contents reads, and has
                                   a TABLE DATA entry for every table in the manifest
          pg_restore --file=/dev/null   every data block reads and decompresses
@@ -45,28 +45,32 @@ async def check_postgres_dump(
 ) -> None:
     """Step 2: the dump reads as a whole with the server's own pg_restore."""
     await pg.ensure_running(SnapshotError)
-    async with ContainerWorkdir(pg.engine, pg.container_id, tag) as work:
-        try:
-            uploaded = await work.upload(folder / entry.name, entry, pg.timeout)
-            listing = await work.output(sql.pg_restore_list(uploaded))
-        except CommandFailed as err:
-            why = f"pg_restore --list cannot read it: {stderr_of(err)}"
-            raise _corrupt(dump, entry, why) from err
-        except EngineError as err:
-            raise SnapshotError(f"cannot check {entry.name}: {err.message}") from err
-        if "Format: CUSTOM" not in listing:
-            raise _corrupt(dump, entry, "pg_restore --list does not see a custom-format archive")
-        missing = _tables_without_data(dump, listing)
-        if missing:
-            raise _corrupt(dump, entry, f"no data entry for {', '.join(missing[:10])}")
-        try:
-            await work.run("read", sql.pg_restore_read(uploaded), timeout=pg.timeout)
-        except CommandFailed as err:
-            why = f"pg_restore cannot read it through: {stderr_of(err)}"
-            raise _corrupt(dump, entry, why) from err
-        except EngineError as err:
-            raise SnapshotError(f"cannot check {entry.name}: {err.message}") from err
+    try:
+        async with pg.readable(folder, entry, tag) as (work, path):
+            await _read_dump(pg, work, path, dump, entry)
+    except EngineError as err:
+        raise SnapshotError(f"cannot check {entry.name}: {err.message}") from err
     _LOGGER.info("%s reads through (%d bytes, %d tables)", entry.name, entry.size, len(dump.tables))
+
+
+async def _read_dump(
+    pg: PostgresSnapshots, work: ContainerWorkdir, path: str, dump: PostgresDump, entry: FileEntry
+) -> None:
+    try:
+        listing = await work.output(sql.pg_restore_list(path))
+    except CommandFailed as err:
+        why = f"pg_restore --list cannot read it: {stderr_of(err)}"
+        raise _corrupt(dump, entry, why) from err
+    if "Format: CUSTOM" not in listing:
+        raise _corrupt(dump, entry, "pg_restore --list does not see a custom-format archive")
+    missing = _tables_without_data(dump, listing)
+    if missing:
+        raise _corrupt(dump, entry, f"no data entry for {', '.join(missing[:10])}")
+    try:
+        await work.run("read", sql.pg_restore_read(path), timeout=pg.timeout)
+    except CommandFailed as err:
+        why = f"pg_restore cannot read it through: {stderr_of(err)}"
+        raise _corrupt(dump, entry, why) from err
 
 
 def _tables_without_data(dump: PostgresDump, listing: str) -> list[str]:

@@ -36,6 +36,7 @@ class SnapshotOptions:
     # smaller than pg_database_size; 1.0 errs on the safe side.
     size_factor: float = 1.0
     restore_jobs: int = 2
+    backup_host_dir: str = "auto"  # see supervisor.snapshots.in_place.HostFolders
 
     @classmethod
     def from_settings(
@@ -56,6 +57,7 @@ class SnapshotOptions:
             influx_token=token.get_secret_value() if token else None,
             influx_org=settings.influx_org,
             config_paths=tuple(config_paths),
+            backup_host_dir=settings.backup_host_dir,
         )
 
 

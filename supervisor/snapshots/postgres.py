@@ -32,18 +32,20 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from supervisor.engine.protocol import Engine
 from supervisor.exceptions import BackupFailed, CommandFailed, EngineError, SnapshotError
 from supervisor.snapshots import checksum_sql as cs
-from supervisor.snapshots import pg_checksums
+from supervisor.snapshots import in_place, pg_checksums
 from supervisor.snapshots import pg_commands as sql
 from supervisor.snapshots.const import (
     PG_APP_PREFIX,
     POSTGRES_DUMP_FILE,
     POSTGRES_GLOBALS_FILE,
 )
+from supervisor.snapshots.in_place import HostFolders
 from supervisor.snapshots.models import (
     ChecksumMethod,
     FileEntry,
@@ -144,8 +146,10 @@ class PostgresSnapshots:
         timeout: float = 1800.0,
         exec_timeout: float = 300.0,
         restore_jobs: int = 2,
+        hosts: HostFolders | None = None,
     ) -> None:
         self.engine = engine
+        self.hosts = hosts  # where snapshot folders are on the host (read in place)
         self.container_id = container_id
         self.credentials = credentials
         self.timeout = timeout
@@ -157,6 +161,15 @@ class PostgresSnapshots:
     @property
     def database(self) -> str:
         return self.credentials.database
+
+    def readable(
+        self, folder: Path, entry: FileEntry, tag: str
+    ) -> contextlib.AbstractAsyncContextManager[tuple[ContainerWorkdir, str]]:
+        """A work directory ``tag`` in the container and the path of a snapshot file there
+        (read in place, else uploaded): :func:`.in_place.readable`."""
+        return in_place.readable(
+            self.engine, self.hosts, self.container_id, tag, folder, entry, self.timeout
+        )
 
     def env(self, purpose: str) -> dict[str, str]:
         """Exec environment: the password (if any) and a findable application_name."""

@@ -4,8 +4,8 @@
 
     1. (caller) every snapshot file re-hashed against its manifest  ─ corrupt? stop here
     2. CREATE DATABASE <db>__restore_<id>   (owner, encoding, locale, settings as dumped)
-    3. upload postgres.dump into the container (hash checked again) ─┐ any failure:
-       (at the same time as 2)                                       │ drop the new
+    3. postgres.dump readable in the container, while 2 runs:      ─┐ any failure:
+       read in place through a sibling, else uploaded (in_place)     │ drop the new
     4. pg_restore --jobs=N --exit-on-error: pre-data + data, then    ├ database, stop
        post-data while                                               │
     5. rows, sequences, large objects == what was recorded at dump  ─┘
@@ -90,10 +90,10 @@ async def load_into(
 ) -> None:
     """Steps 2-5 into a new database ``target``, which is dropped again if any step fails.
 
-    The upload runs while the database is created. The restore runs in two parts, and
-    the checksums of the restored copy run while the second part (``post-data``:
-    indexes, constraints, triggers, which change no row, sequence or large object)
-    builds the indexes: neither waits for the other.
+    The dump is made readable (in place, else uploaded) while the database is created.
+    The restore runs in two parts, and the checksums of the restored copy run while the
+    second part (``post-data``: indexes, constraints, triggers, which change no row,
+    sequence or large object) builds the indexes: neither waits for the other.
     """
     pg.cpus()  # asked now, answered by the time the checksums start
     create = asyncio.ensure_future(
@@ -106,17 +106,13 @@ async def load_into(
     )
     measuring: asyncio.Future[pg_checksums.Measured] | None = None
     try:
-        # Named after the target: a retry after a crash starts by removing the old upload.
-        tag = f"restore-{hashlib.sha256(target.encode()).hexdigest()[:12]}"
-        async with ContainerWorkdir(pg.engine, pg.container_id, tag) as work:
-            uploaded, _ = await asyncio.gather(
-                work.upload(folder / entry.name, entry, pg.timeout), create
-            )
-            await _pg_restore(pg, work, target, uploaded, "pg_restore", DATA_SECTIONS)
+        async with pg.readable(folder, entry, work_tag(target)) as (work, path):
+            await create
+            await _pg_restore(pg, work, target, path, "pg_restore", DATA_SECTIONS)
             measuring = asyncio.ensure_future(
                 pg_checksums.measure(pg, target, dump.checksum_method, RestoreFailed)
             )
-            await _pg_restore(pg, work, target, uploaded, "pg_restore_post", ("post-data",))
+            await _pg_restore(pg, work, target, path, "pg_restore_post", ("post-data",))
         measured = await measuring
         if problems := pg_checksums.differences(dump, measured):
             raise RestoreFailed(
@@ -140,6 +136,12 @@ async def load_into(
         entry.name, target, len(measured.tables), len(measured.sequences),
         measured.large_objects.rows,
     )  # fmt: skip
+
+
+def work_tag(target: str) -> str:
+    """The work directory's (and sibling's) tag: named after the target, so a retry after a
+    crash starts by removing what the last attempt left (its upload, or its sibling)."""
+    return f"restore-{hashlib.sha256(target.encode()).hexdigest()[:12]}"
 
 
 async def _pg_restore(

@@ -56,6 +56,7 @@ async def restore_into_sandbox(
         replace(live.credentials, database=dump.database),
         timeout=live.timeout,
         restore_jobs=live.restore_jobs,
+        hosts=live.hosts,
     )
     try:
         await wait_accepting(scratch.engine, container_id, ready_timeout)

@@ -38,6 +38,7 @@ from supervisor.snapshots.check import check_local_archives, check_postgres_dump
 from supervisor.snapshots.config_files import archive_config
 from supervisor.snapshots.const import CONFIG_ARCHIVE_FILE, SnapshotReason
 from supervisor.snapshots.disk import check_free_space, check_writable
+from supervisor.snapshots.in_place import HostFolders
 from supervisor.snapshots.influx import InfluxSnapshots
 from supervisor.snapshots.models import (
     InfluxBackup,
@@ -111,6 +112,7 @@ class SnapshotService:
         self.options = options
         self._locate = locate
         self._lock = asyncio.Lock()
+        self._hosts = HostFolders(engine, options.backup_dir, options.backup_host_dir)
 
     async def _postgres(self, error: type[SnapshotError]) -> PostgresSnapshots | None:
         container_id = await self._find(Role.POSTGRES, error)
@@ -123,7 +125,7 @@ class SnapshotService:
         return PostgresSnapshots(
             self.engine, container_id, credentials,
             timeout=self.options.timeout, exec_timeout=self.options.exec_timeout,
-            restore_jobs=self.options.restore_jobs,
+            restore_jobs=self.options.restore_jobs, hosts=self._hosts,
         )  # fmt: skip
 
     async def _influx(self, error: type[SnapshotError]) -> InfluxSnapshots | None:

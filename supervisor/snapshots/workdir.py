@@ -69,6 +69,7 @@ class ContainerWorkdir:
             raise ValueError(f"unsafe work directory tag {tag!r}")
         self.engine = engine
         self.container_id = container_id
+        self.tag = tag  # per operation and target: also the tag of its sibling (in_place)
         self.path = f"{CONTAINER_WORKDIR_PREFIX}{tag}"
         self._ids: tuple[int, int] | None = None  # the exec user's uid, gid
 

@@ -35,6 +35,9 @@ def snapshot_service(engine: DockerEngine, tmp_path: Path) -> SnapshotFactory:
             "backup_dir": backup_dir,
             "min_free_bytes_margin": 0,
             "timeout": 240.0,
+            # The engine runs on this machine, so the folder is at the same path on its host:
+            # restores read the dump in place (tests that want the upload pass "off").
+            "backup_host_dir": str(backup_dir.resolve()),
         }
         values.update(overrides)
         options = SnapshotOptions(**values)

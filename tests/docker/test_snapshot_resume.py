@@ -52,7 +52,10 @@ async def main(url, container, backups, snapshot_id, keep, hold_after_swap):
             return out
         PostgresSnapshots.maintenance = held
     async with DockerEngine(url) as engine:
-        options = SnapshotOptions(project="snaptest", backup_dir=Path(backups), timeout=240.0)
+        options = SnapshotOptions(  # reading the dump in place: a crash leaves a sibling
+            project="snaptest", backup_dir=Path(backups), timeout=240.0,
+            backup_host_dir=backups,
+        )
         async def locate(role):
             return container if role is Role.POSTGRES else None
         service = SnapshotService(engine, SnapshotStore(Path(backups), "snaptest"), options, locate)

@@ -125,6 +125,14 @@ def remove_leftovers() -> list[str]:
                 continue
             docker(*remove, ident, check=False)
             removed.append(f"{kind} {ident}")
+    # The product's siblings of a database container that is gone (a test died mid-restore).
+    fmt = '{{.ID}} {{.Label "supervisor.sibling.of"}}'
+    listing = docker("ps", "-a", "--filter", "label=supervisor.sibling.of", "--format", fmt)
+    for line in listing.splitlines():
+        ident, _, of = line.partition(" ")
+        if not docker("ps", "-aq", "--filter", f"id={of}").strip():
+            docker("rm", "-f", ident, check=False)
+            removed.append(f"container {ident}")
     return removed
 
 

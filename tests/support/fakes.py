@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from supervisor.const import RUN_LABEL, Role, is_next_container, next_name
@@ -32,6 +32,7 @@ from supervisor.engine.protocol import OutputSink, ProgressCallback
 from supervisor.engine.sandbox import Sandbox
 from supervisor.exceptions import (
     EngineConflict,
+    EngineError,
     EngineNotFound,
     HealthCheckFailed,
     ManifestNotFound,
@@ -446,6 +447,18 @@ class FakeEngine:
         self._maybe_fail("remove_sandboxes")
         sandbox = self.sandboxes.pop(run_id, None)
         return [sandbox.server_name, sandbox.network_name] if sandbox else []
+
+    # The snapshot adapter is faked as a whole here (FakeSnapshots): nothing reads in place.
+    async def start_sibling(self, of: str, source: str, tag: str) -> str:
+        raise EngineError("the fake engine starts no siblings")
+
+    async def remove_siblings(
+        self, of: str, tag: str | None = None, wait: bool = True
+    ) -> list[str]:
+        return []
+
+    async def host_path_of(self, path: PurePosixPath) -> str | None:
+        return None
 
 
 class FakeRegistry(NothingToClose):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from supervisor.engine.sibling import SIBLING_OF_LABEL
 from tests.support.databases import PostgresHandle
-from tests.support.dockercli import exec_in
+from tests.support.dockercli import docker, exec_in
 
 SEED_SQL = """
 CREATE SEQUENCE invoice_no START 1000 INCREMENT 7;
@@ -115,10 +116,23 @@ def databases(pg: PostgresHandle) -> list[str]:
 
 
 def container_leftovers(pg: PostgresHandle) -> str:
-    """Our scratch directories and sessions left in the container (should be none)."""
+    """Our scratch directories and sessions left in the container, and sibling containers
+    left beside it (should be none)."""
     dirs = exec_in(pg.container_id, "sh", "-c", "ls -d /tmp/supervisor-* 2>/dev/null || true")
     sessions = pg.psql(
         "SELECT string_agg(application_name, ',') FROM pg_stat_activity "
         "WHERE application_name LIKE 'supervisor-%'"
     )
-    return (dirs + sessions).strip()
+    # A killed sibling is removed by the engine itself, a moment later: not a leftover.
+    siblings = docker(
+        "ps", "-a", "--format", "{{.Names}}", "--filter",
+        f"label={SIBLING_OF_LABEL}={pg.container_id}",
+        *(arg for status in ("created", "running", "paused", "restarting")
+          for arg in ("--filter", f"status={status}")),
+    )  # fmt: skip
+    return (dirs + sessions + siblings).strip()
+
+
+def server_started_at(pg: PostgresHandle) -> str:
+    """When the server (re)started: a crash of any of its processes restarts it."""
+    return pg.psql("SELECT pg_postmaster_start_time()", database="postgres")

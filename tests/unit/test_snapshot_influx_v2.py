@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ import pytest
 from supervisor.const import Role
 from supervisor.engine.models import ExecResult, ServiceContainer
 from supervisor.engine.protocol import OutputSink
+from supervisor.engine.sibling import FIND_SCRIPT
 from supervisor.exceptions import BackupFailed, RestoreFailed, SnapshotWrongProject
 from supervisor.snapshots import (
     SnapshotManifest,
@@ -53,6 +54,14 @@ class FakeEngine:
     id_again: bytes = b"0\n0\n"
     mkdir_error: Exception | None = None
     mkdir_hangs: bool = False
+    # The sibling (supervisor.snapshots.in_place): where the engine says the backups folder
+    # is, what a start does, what the database container finds through it.
+    host_path: str | None = None
+    sibling_error: Exception | None = None
+    found_through_sibling: bytes = b""
+    find_hangs: bool = False
+    siblings: list[tuple[str, str, str]] = field(default_factory=list)  # (of, source, tag)
+    removed_siblings: list[tuple[str, str | None]] = field(default_factory=list)
 
     async def container(self, container_id: str) -> ServiceContainer:
         state = "running" if self.running else "exited"
@@ -92,6 +101,10 @@ class FakeEngine:
             out = self.ids  # the work directory's exec user
         elif argv == ["sh", "-c", "id -u; id -g"]:
             out = self.id_again
+        elif argv[:3] == ["sh", "-c", FIND_SCRIPT]:
+            if self.find_hangs:
+                await asyncio.Event().wait()
+            out = self.found_through_sibling
         if stdout is not None and out:
             await stdout(out)
         return ExecResult(0, len(out), "", 0.0)
@@ -102,6 +115,22 @@ class FakeEngine:
         self.uploads.append((str(local_path.name), container_dir, kw["name"]))
         self.owners.append((kw["uid"], kw["gid"]))
         return hashlib.sha256(local_path.read_bytes()).hexdigest()  # noqa: ASYNC240 (tiny)
+
+    async def host_path_of(self, path: PurePosixPath) -> str | None:
+        self.calls.append((["host_path_of", str(path)], {}))
+        return self.host_path
+
+    async def start_sibling(self, of: str, source: str, tag: str) -> str:
+        if self.sibling_error is not None:
+            raise self.sibling_error
+        self.siblings.append((of, source, tag))
+        return f"sibling-{len(self.siblings)}"
+
+    async def remove_siblings(
+        self, of: str, tag: str | None = None, wait: bool = True
+    ) -> list[str]:
+        self.removed_siblings.append((of, tag))
+        return []
 
     def commands(self) -> list[list[str]]:
         return [argv for argv, _ in self.calls]
