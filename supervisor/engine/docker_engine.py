@@ -404,8 +404,8 @@ class DockerEngine:
 
     # --- the sibling of a database container (see sibling) ---------------------------
 
-    async def start_sibling(self, of: str, source: str, tag: str) -> str:
-        return await docker_sibling.start_sibling(self, of, source, tag)
+    async def start_sibling(self, of: str, source: str, tag: str, lifetime: float) -> str:
+        return await docker_sibling.start_sibling(self, of, source, tag, lifetime)
 
     async def remove_siblings(
         self, of: str, tag: str | None = None, wait: bool = True

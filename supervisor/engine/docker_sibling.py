@@ -31,12 +31,14 @@ _OWN_ID_RE = re.compile(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.c
 _MOUNTINFO = "/proc/self/mountinfo"
 
 
-async def start_sibling(engine: DockerEngine, of: str, source: str, tag: str) -> str:
+async def start_sibling(
+    engine: DockerEngine, of: str, source: str, tag: str, lifetime: float
+) -> str:
     """Create and start the sibling; a leftover with the same tag is removed first. On any
     failure nothing is left."""
     await remove_siblings(engine, of, tag)
     live = await engine.inspect_container(of)
-    name, body = sibling_spec(live, source, tag)
+    name, body = sibling_spec(live, source, tag, lifetime)
     sibling_id = await engine.create_container(body, name, {})
     try:
         await engine.start(sibling_id)

@@ -258,11 +258,11 @@ class Engine(Protocol):
 
     # --- the sibling of a database container (see supervisor.engine.sibling) --------
 
-    async def start_sibling(self, of: str, source: str, tag: str) -> str:
+    async def start_sibling(self, of: str, source: str, tag: str, lifetime: float) -> str:
         """Start a container of ``of``'s image and user in ``of``'s PID namespace, with no
-        network, holding the host path ``source`` read-only at ``sibling_target(tag)``;
-        its id. A leftover sibling with the same tag is removed first; on failure nothing
-        is left."""
+        network, holding the host file ``source`` read-only in ``sibling_target(tag)``,
+        that ends by itself after ``lifetime`` seconds; its id. A leftover sibling with
+        the same tag is removed first; on failure nothing is left."""
         ...
 
     async def remove_siblings(

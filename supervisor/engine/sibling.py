@@ -6,8 +6,9 @@
       exec: pg_restore … /proc/<pid>/root/supervisor-snapshot-<tag>/postgres.dump
                                    │
     sibling: the database's image, user and PID namespace; no network; one process
-      (``sleep``) whose root holds ``<backups on the host>/<snapshot>`` read-only
-      at /supervisor-snapshot-<tag>
+      (``sleep``, bounded) whose root holds ``<backups on the host>/<snapshot>/<file>``
+      read-only at /supervisor-snapshot-<tag>/<file>: that file only, not the rest of
+      the snapshot (the config archive may hold the app's secrets)
 
 Why: ``pg_restore --jobs`` needs a file it can seek in, inside the database
 container, which does not mount our ``backups/``. Uploading the dump there
@@ -30,8 +31,10 @@ Pure functions, no I/O; the engine calls are in :mod:`.docker_sibling`.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import secrets
+from pathlib import PurePosixPath
 from typing import Any
 
 JSON = dict[str, Any]
@@ -43,8 +46,9 @@ _TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 # One process and never a child of its own: the sibling lives in the database's PID
 # namespace, where an orphan is re-parented to PID 1, usually the postmaster, which takes
 # any child that dies by a signal for a crashed backend and restarts the whole server
-# (what a ``sh`` loop around ``sleep`` did on removal). ``sleep`` ends on TERM.
-_HOLD = ["sleep", "2147483647"]
+# (what a ``sh`` loop around ``sleep`` did on removal). ``sleep`` ends on TERM, and on
+# its own after the lifetime: a sibling left by a crashed sidecar goes away by itself.
+_HOLD = ["sleep"]
 # Printed by the database container: the path of the sibling's mount as seen from there.
 # Only the sibling's processes have the target in their root, and only those of the exec
 # user are readable, so the first readable match is the sibling.
@@ -59,13 +63,15 @@ def sibling_target(tag: str) -> str:
     return f"{SIBLING_TARGET_PREFIX}{tag}"
 
 
-def sibling_spec(of: JSON, source: str, tag: str) -> tuple[str, JSON]:
+def sibling_spec(of: JSON, source: str, tag: str, lifetime: float) -> tuple[str, JSON]:
     """(name, create body) of the sibling of the container inspected as ``of``, holding
-    the host path ``source`` read-only."""
+    the host file ``source`` read-only at ``sibling_target(tag)/<its name>``, for at most
+    ``lifetime`` seconds."""
+    target = f"{sibling_target(tag)}/{PurePosixPath(source).name}"
     config: JSON = of.get("Config") or {}
     body: JSON = {
         "Image": of["Image"],
-        "Entrypoint": list(_HOLD),
+        "Entrypoint": [*_HOLD, str(max(1, math.ceil(lifetime)))],
         "Cmd": [],
         "Labels": {SIBLING_LABEL: tag, SIBLING_OF_LABEL: of["Id"]},
         "NetworkDisabled": True,
@@ -75,7 +81,9 @@ def sibling_spec(of: JSON, source: str, tag: str) -> tuple[str, JSON]:
     body["HostConfig"] = {
         "PidMode": f"container:{of['Id']}",
         "NetworkMode": "none",
-        "Binds": [f"{source}:{sibling_target(tag)}:ro"],
+        # A structured mount: any character in the path is fine (a ``Binds`` string
+        # splits on ":"), and a missing source is an error, not a new empty directory.
+        "Mounts": [{"Type": "bind", "Source": source, "Target": target, "ReadOnly": True}],
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         # Killed at the end of its operation, the engine then removes it: nothing waits
         # for the removal (about 0.2 s of every restore otherwise).

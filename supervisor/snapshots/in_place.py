@@ -2,26 +2,29 @@
 
 ::
 
-    readable(pg, work, folder, entry, tag)
+    readable(engine, hosts, container, tag, folder, entry)
       where is <folder> on the engine's host?  (SUPERVISOR_BACKUP_HOST_DIR, or the
       │                                         sidecar's own mount of backup_dir)
-      ├─ known: start the sibling (supervisor.engine.sibling) holding <folder> read-only,
-      │         find its root from inside the database container
+      ├─ known: start the sibling (supervisor.engine.sibling) holding <folder>/<file>
+      │         read-only, while the work directory is made; find its root from
+      │         inside the database container
       │         → /proc/<pid>/root/supervisor-snapshot-<tag>/<file>   (no copy at all)
       └─ unknown, or any of that fails (a warning says why):
                 upload the file into the work directory, hashed on the way
 
 Both give a path that the database container's own tools can open and seek in
-(``pg_restore --jobs`` needs that). The sibling is removed when the caller is
-done, whatever happened; a sibling left by a crash is removed by the next
-operation with the same tag (the tag is derived from the target). The file is
-not hashed again on the in-place path: the caller re-hashed every snapshot
-file against its manifest just before, and a restore then verifies every row
-against the checksums recorded at dump time, which a changed file cannot pass.
+(``pg_restore --jobs`` needs that). The sibling gets TERM when the caller is
+done, whatever happened, and the engine removes it. One left by a crash is
+removed by the next operation with the same tag (the tag is derived from the
+target), and ends by itself after :func:`sibling_lifetime` in any case. The
+file is not hashed again on the in-place path: the caller re-hashed every
+snapshot file against its manifest just before, and a restore then verifies
+every row against the checksums recorded at dump time, which a changed file
+cannot pass.
 
 Measured on two CPUs (bench/snapshot_bench.py, docs/snapshots.md): the upload
-of a 165 MB dump took 0.68 s of a 4.7 s restore, the sibling about 0.12 s,
-mostly while the target database is created.
+of a 165 MB dump took 0.68 s of a 4.7 s restore; the sibling takes about
+0.15 s, while the work directory and the target database are made.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from supervisor.snapshots.together import together
 from supervisor.snapshots.workdir import CLEANUP_TIMEOUT, ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
+DEFAULT_TIMEOUT = 1800.0  # SUPERVISOR_BACKUP_TIMEOUT's default
 AUTO = "auto"  # SUPERVISOR_BACKUP_HOST_DIR: find it from the sidecar's own mounts
 OFF = "off"  # always upload
 
@@ -103,27 +107,40 @@ async def readable(
     """A work directory ``tag`` in the container, and the path of ``folder/entry`` there,
     for the block. The sibling starts while the work directory is made; when the block
     ends both go (the sibling is killed, and the engine removes it: nothing waits)."""
-    source = await hosts.source(folder) if hosts is not None else None
+    folder_source = await hosts.source(folder) if hosts is not None else None
+    source = f"{folder_source}/{entry.name}" if folder_source is not None else None
     async with contextlib.AsyncExitStack() as stack:
         if source is not None:
             stack.push_async_callback(_shielded_removal, engine, container_id, tag)
         work, path = await together(
             stack.enter_async_context(ContainerWorkdir(engine, container_id, tag)),
-            _open(engine, container_id, tag, source, entry),
+            _open(engine, container_id, tag, source, entry, sibling_lifetime(timeout)),
         )
         if path is None:
             path = await work.upload(folder / entry.name, entry, timeout)
         yield work, path
 
 
+def sibling_lifetime(timeout: float | None) -> float:
+    """How long a sibling may live: longer than any operation that uses it (a restore's
+    two ``pg_restore`` runs and its verification, each bounded by ``timeout``), short
+    enough that one left by a crashed sidecar does not linger for days."""
+    return 3 * (timeout or DEFAULT_TIMEOUT) + 300
+
+
 async def _open(
-    engine: Engine, container_id: str, tag: str, source: str | None, entry: FileEntry
+    engine: Engine,
+    container_id: str,
+    tag: str,
+    source: str | None,
+    entry: FileEntry,
+    lifetime: float,
 ) -> str | None:
-    """The dump's path through a started sibling, or None (then nothing is left running)."""
+    """The file's path through a started sibling, or None (then nothing is left running)."""
     if source is None:
         return None
     try:
-        await engine.start_sibling(container_id, source, tag)
+        await engine.start_sibling(container_id, source, tag, lifetime)
         script = ["sh", "-c", FIND_SCRIPT, sibling_target(tag), entry.name]
         found = await _output(engine, container_id, script)
     except (EngineError, CommandFailed) as err:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.demo_stack import DemoStack, demo_stack, http
-from tests.support.dockercli import exec_in, inspect
+from tests.support.dockercli import container_logs, exec_in, inspect
 from tests.support.pg_state import state
 from tests.support.testenv import StackTestEnv
 
@@ -152,3 +152,9 @@ def test_demo_update_then_rollback_through_the_sidecar_container(stack: DemoStac
     assert "pre-rollback" in reasons
     for snapshot in Path(stack.stack_dir / "backups").iterdir():
         assert snapshot.stat().st_uid == 10001
+    # Every run's deep check read the dump in place: the sidecar found where backups/ is
+    # on the host from its own container's mount (SUPERVISOR_BACKUP_HOST_DIR=auto), and
+    # the database container read it through the sibling (uid 10001, mode 0700 folder).
+    logs = container_logs(stack.container("supervisor"))
+    assert logs.count("postgres.dump is read in place") >= 2, logs[-3000:]
+    assert "uploading it" not in logs

@@ -50,6 +50,15 @@ def docker(
     return proc.stdout
 
 
+def container_logs(container: str) -> str:
+    """Everything the container wrote, stdout and stderr (logging goes to stderr)."""
+    proc = subprocess.run(
+        ["docker", "-H", ENGINE_SOCKET, "logs", container],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return proc.stdout + proc.stderr
+
+
 def engine_available() -> bool:
     try:
         docker("version", "--format", "{{.Server.Version}}", timeout=10)

@@ -449,7 +449,7 @@ class FakeEngine:
         return [sandbox.server_name, sandbox.network_name] if sandbox else []
 
     # The snapshot adapter is faked as a whole here (FakeSnapshots): nothing reads in place.
-    async def start_sibling(self, of: str, source: str, tag: str) -> str:
+    async def start_sibling(self, of: str, source: str, tag: str, lifetime: float) -> str:
         raise EngineError("the fake engine starts no siblings")
 
     async def remove_siblings(

@@ -30,6 +30,9 @@ def stack_settings(
         "SUPERVISOR_START_ORDER": "python_backend,app",
         "SUPERVISOR_STATE_DIR": str(workdir / "state"),
         "SUPERVISOR_BACKUP_DIR": str(workdir / "backups"),
+        # The engine runs on this machine: the folder's path is its host path, so dumps are
+        # read in place, as by a sidecar in its container (where "auto" finds the mount).
+        "SUPERVISOR_BACKUP_HOST_DIR": str((workdir / "backups").resolve()),
         "SUPERVISOR_SIGNATURE_POLICY": "off",
         "SUPERVISOR_STOP_TIMEOUT": "5",
         "SUPERVISOR_HEALTH_TIMEOUT": "30",

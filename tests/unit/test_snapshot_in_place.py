@@ -20,7 +20,7 @@ from supervisor.engine.sibling import (
     sibling_target,
 )
 from supervisor.exceptions import EngineError
-from supervisor.snapshots.in_place import HostFolders, readable
+from supervisor.snapshots.in_place import HostFolders, readable, sibling_lifetime
 from supervisor.snapshots.models import FileEntry
 from supervisor.snapshots.options import SnapshotOptions
 from tests.unit.test_snapshot_influx_v2 import FakeEngine
@@ -71,22 +71,32 @@ def test_the_sibling_holds_one_folder_read_only_as_the_databases_own_user() -> N
         "Config": {"User": "postgres", "Env": ["POSTGRES_PASSWORD=secret"], "Cmd": ["postgres"]},
         "HostConfig": {"NetworkMode": "stack_default", "Binds": ["pgdata:/var/lib/postgresql"]},
     }
-    name, body = sibling_spec(live, "/srv/stack/backups/20261130T000000Z_abcd1234", "restore-1")
+    source = "/srv/stack: odd, path/20261130T000000Z_abcd1234/postgres.dump"
+    name, body = sibling_spec(live, source, "restore-1", 5700.2)
     assert name.startswith("stack-postgres-1.restore-1-")  # and a suffix: names are unique
     assert body["Image"] == "sha256:pgimage"
     assert body["User"] == "postgres"  # /proc/<pid>/root is readable by the same user only
     assert body["Labels"] == {SIBLING_LABEL: "restore-1", SIBLING_OF_LABEL: CID}
-    # One process with no children: nothing is ever re-parented to the postmaster.
-    assert body["Entrypoint"][0] == "sleep"
+    # One process with no children (nothing is ever re-parented to the postmaster), which
+    # ends by itself after its lifetime.
+    assert body["Entrypoint"] == ["sleep", "5701"]
     assert body["Cmd"] == []
     assert "Env" not in body  # the database's secrets are not copied
     host = body["HostConfig"]
     assert host["PidMode"] == f"container:{CID}"
     assert host["NetworkMode"] == "none"
     assert body["NetworkDisabled"] is True
-    assert host["Binds"] == [
-        "/srv/stack/backups/20261130T000000Z_abcd1234:/supervisor-snapshot-restore-1:ro"
+    assert host["AutoRemove"] is True
+    # The one file, read-only, as a structured mount (a ":" in a path would split a bind).
+    assert host["Mounts"] == [
+        {
+            "Type": "bind",
+            "Source": source,
+            "Target": "/supervisor-snapshot-restore-1/postgres.dump",
+            "ReadOnly": True,
+        }
     ]
+    assert "Binds" not in host
     with pytest.raises(ValueError, match="unsafe sibling tag"):
         sibling_target("../x")
 
@@ -137,10 +147,15 @@ async def test_read_in_place_no_upload_and_the_sibling_removed(tmp_path: Path) -
     async with readable(engine, hosts, "db", "restore-1", folder, entry, 60) as (work, path):  # type: ignore[arg-type]
         assert work.path == "/tmp/supervisor-restore-1"
         assert path == f"/proc/42/root{target}/postgres.dump"
-        assert engine.siblings == [("db", "/srv/backups/snap", "restore-1")]
+        assert engine.siblings == [("db", "/srv/backups/snap/postgres.dump", "restore-1")]
         assert engine.removed_siblings == []
     assert engine.uploads == []
     assert engine.removed_siblings == [("db", "restore-1")]
+    # It outlives the operation's commands (each bounded by the timeout), and a sibling
+    # left by a crashed sidecar ends by itself.
+    assert engine.lifetimes == [sibling_lifetime(60)]
+    assert sibling_lifetime(60) == 480
+    assert sibling_lifetime(None) == 3 * 1800 + 300
 
 
 @pytest.mark.parametrize("why", ["no host path", "start refused", "nothing found"])
@@ -156,7 +171,8 @@ async def test_the_upload_is_used_when_in_place_cannot_be(tmp_path: Path, why: s
         assert path == "/tmp/supervisor-restore-1/postgres.dump"
     assert engine.uploads == [("postgres.dump", "/tmp/supervisor-restore-1", "postgres.dump")]
     started = why == "nothing found"
-    assert engine.siblings == ([("db", "/srv/backups/snap", "restore-1")] if started else [])
+    source = "/srv/backups/snap/postgres.dump"
+    assert engine.siblings == ([("db", source, "restore-1")] if started else [])
     # Removed as soon as it failed or proved useless (and once more, to be sure, at the end).
     tried = why != "no host path"
     assert engine.removed_siblings == ([("db", "restore-1")] * 2 if tried else [])

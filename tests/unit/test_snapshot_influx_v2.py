@@ -62,6 +62,7 @@ class FakeEngine:
     find_hangs: bool = False
     siblings: list[tuple[str, str, str]] = field(default_factory=list)  # (of, source, tag)
     removed_siblings: list[tuple[str, str | None]] = field(default_factory=list)
+    lifetimes: list[float] = field(default_factory=list)
 
     async def container(self, container_id: str) -> ServiceContainer:
         state = "running" if self.running else "exited"
@@ -120,10 +121,11 @@ class FakeEngine:
         self.calls.append((["host_path_of", str(path)], {}))
         return self.host_path
 
-    async def start_sibling(self, of: str, source: str, tag: str) -> str:
+    async def start_sibling(self, of: str, source: str, tag: str, lifetime: float) -> str:
         if self.sibling_error is not None:
             raise self.sibling_error
         self.siblings.append((of, source, tag))
+        self.lifetimes.append(lifetime)
         return f"sibling-{len(self.siblings)}"
 
     async def remove_siblings(
