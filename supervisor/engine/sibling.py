@@ -51,9 +51,10 @@ _TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 _HOLD = ["sleep"]
 # Printed by the database container: the path of the sibling's mount as seen from there.
 # Only the sibling's processes have the target in their root, and only those of the exec
-# user are readable, so the first readable match is the sibling.
+# user are readable, so the first readable match is the sibling (a regular file only).
 FIND_SCRIPT = (
-    'for d in /proc/[0-9]*/root"$0"; do [ -r "$d/$1" ] && { echo "$d"; exit 0; }; done; true'
+    'for d in /proc/[0-9]*/root"$0"; do '
+    '[ -f "$d/$1" ] && [ -r "$d/$1" ] && { echo "$d"; exit 0; }; done; true'
 )
 
 

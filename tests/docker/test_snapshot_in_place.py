@@ -51,8 +51,8 @@ async def test_restore_and_check_read_the_dump_in_place_or_upload_it(
     in_place: bool,
 ) -> None:
     """In place when the folder is where the setting says: no upload. ``off``: upload and
-    no sibling. A host path that does not hold the snapshot (a wrong setting): the sibling
-    is tried, the database container finds no dump through it, and the upload is used."""
+    no sibling. A host path that does not hold the snapshot (a wrong setting): the engine
+    refuses the sibling's mount, and the upload is used."""
     backups = tmp_path / "backups"
     backups.mkdir()
     (tmp_path / "elsewhere").mkdir()
@@ -78,7 +78,8 @@ async def test_restore_and_check_read_the_dump_in_place_or_upload_it(
     assert calls["start_sibling"] == (0 if setting == "off" else 2)
     assert caplog.text.count("postgres.dump is read in place") == (2 if in_place else 0)
     if host_dir == "an empty folder":
-        assert caplog.text.count("cannot read") == 2, caplog.text
+        assert caplog.text.count("bind source path does not exist") == 2, caplog.text
+        assert caplog.text.count("uploading it") == 2
     assert pg_state.container_leftovers(postgres) == ""  # siblings included
     # Removing a sibling (which lives in the server's PID namespace) never looks like a
     # crashed backend to the postmaster: the server was not restarted.
@@ -95,9 +96,9 @@ async def test_a_sibling_left_by_a_crash_is_replaced_and_removed(
     old = pg_state.state(postgres)
     manifest = await service.create(SnapshotReason.MANUAL)
     pg_state.change(postgres)
-    folder = tmp_path / "backups" / manifest.id
+    dump = tmp_path / "backups" / manifest.id / "postgres.dump"
     target = f"appdb__restore_{manifest.id.rsplit('_', 1)[1]}"
-    await service.engine.start_sibling(postgres.container_id, str(folder), work_tag(target))
+    await service.engine.start_sibling(postgres.container_id, str(dump), work_tag(target), 600)
     assert pg_state.container_leftovers(postgres) != ""
 
     await service.restore(manifest.id)
