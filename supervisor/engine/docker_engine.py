@@ -412,6 +412,9 @@ class DockerEngine:
     ) -> list[str]:
         return await docker_sibling.remove_siblings(self, of, tag, wait)
 
+    async def sweep_siblings(self, project: str) -> list[str]:
+        return await docker_sibling.sweep_siblings(self, project)
+
     async def host_path_of(self, path: PurePosixPath) -> str | None:
         return await docker_sibling.host_path_of(self, path)
 

@@ -1,9 +1,9 @@
 """The sibling of a database container on the engine, and where a path of ours is on the host.
 
 What the sibling is for is drawn in :mod:`.sibling`. Every sibling carries its
-tag and its database container's id as labels, so a crashed operation's
-sibling is found and removed by the next one with the same tag, and by
-:func:`remove_siblings` without a tag.
+tag, its database container's id and its Compose project as labels, so a
+crashed operation's sibling is found and removed by the next one with the same
+tag, and by :func:`sweep_siblings` (the first in-place read of a sidecar).
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.engine.docker_errors import engine_call
 from supervisor.engine.docker_scratch import remove_with_volumes
-from supervisor.engine.sibling import SIBLING_LABEL, SIBLING_OF_LABEL, sibling_spec
+from supervisor.engine.sibling import (
+    SIBLING_LABEL,
+    SIBLING_OF_LABEL,
+    SIBLING_PROJECT_LABEL,
+    sibling_spec,
+)
 from supervisor.exceptions import EngineConflict, EngineError, EngineNotFound
 
 if TYPE_CHECKING:
@@ -74,6 +79,32 @@ async def _kill(engine: DockerEngine, container_id: str) -> None:
             await engine.client.containers.container(container_id).kill(signal="SIGTERM")
     except (EngineNotFound, EngineConflict):  # gone, or stopped meanwhile (then removed)
         pass
+
+
+async def sweep_siblings(engine: DockerEngine, project: str) -> list[str]:
+    """Remove the project's siblings that cannot be in use: not running (created by an
+    operation that crashed before starting it, or stopped), or whose database container
+    is not running; their names. A running sibling of a running database is left alone:
+    an operation may be using it, and its lifetime ends it anyway."""
+    labels = [f"{SIBLING_PROJECT_LABEL}={project}"]
+    async with engine_call("listing the siblings of the stack", engine.url):
+        found = await engine.client.containers.list(all=True, filters=json.dumps({"label": labels}))
+    removed = []
+    for entry in found:
+        of = str((entry["Labels"] or {}).get(SIBLING_OF_LABEL, ""))
+        if entry["State"] == "running" and await _running(engine, of):
+            continue
+        await remove_with_volumes(engine, entry.id)
+        removed.append(str((entry["Names"] or [entry.id])[0]).lstrip("/"))
+    return removed
+
+
+async def _running(engine: DockerEngine, container_id: str) -> bool:
+    try:
+        data = await engine.inspect_container(container_id)
+    except EngineNotFound:
+        return False
+    return bool((data.get("State") or {}).get("Running"))
 
 
 def own_container_id(mountinfo: str) -> str | None:

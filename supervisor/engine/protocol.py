@@ -273,6 +273,11 @@ class Engine(Protocol):
         only killed and the engine removes it on its own."""
         ...
 
+    async def sweep_siblings(self, project: str) -> list[str]:
+        """Remove the siblings of the Compose ``project`` that cannot be in use (not
+        running, or their database container is not); the names removed."""
+        ...
+
     async def host_path_of(self, path: PurePosixPath) -> str | None:
         """Where ``path`` of this process is on the engine's host: None unless this
         process runs in a container of this engine that mounts ``path`` from the host."""

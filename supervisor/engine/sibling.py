@@ -37,10 +37,13 @@ import secrets
 from pathlib import PurePosixPath
 from typing import Any
 
+from supervisor.const import COMPOSE_PROJECT_LABEL
+
 JSON = dict[str, Any]
 
 SIBLING_LABEL = "supervisor.sibling"  # value: the operation's tag
 SIBLING_OF_LABEL = "supervisor.sibling.of"  # value: the database container's id
+SIBLING_PROJECT_LABEL = "supervisor.sibling.project"  # value: its Compose project
 SIBLING_TARGET_PREFIX = "/supervisor-snapshot-"
 _TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 # One process and never a child of its own: the sibling lives in the database's PID
@@ -49,12 +52,15 @@ _TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 # (what a ``sh`` loop around ``sleep`` did on removal). ``sleep`` ends on TERM, and on
 # its own after the lifetime: a sibling left by a crashed sidecar goes away by itself.
 _HOLD = ["sleep"]
-# Printed by the database container: the path of the sibling's mount as seen from there.
-# Only the sibling's processes have the target in their root, and only those of the exec
-# user are readable, so the first readable match is the sibling (a regular file only).
+# Printed by the database container: every path through which it can read the file at
+# the sibling's target, with the file's size, inode and mtime. Only the sibling's root
+# should have it, but anything could (a file put at that path in the database container
+# itself is seen through /proc/1/root), so the caller keeps the one that is the file
+# it hashed (the same identity on the host).
 FIND_SCRIPT = (
     'for d in /proc/[0-9]*/root"$0"; do '
-    '[ -f "$d/$1" ] && [ -r "$d/$1" ] && { echo "$d"; exit 0; }; done; true'
+    '[ -f "$d/$1" ] && [ -r "$d/$1" ] && echo "$d $(stat -L -c "%s %i %Y" "$d/$1")"; '
+    "done; true"
 )
 
 
@@ -67,24 +73,43 @@ def sibling_target(tag: str) -> str:
 def sibling_spec(of: JSON, source: str, tag: str, lifetime: float) -> tuple[str, JSON]:
     """(name, create body) of the sibling of the container inspected as ``of``, holding
     the host file ``source`` read-only at ``sibling_target(tag)/<its name>``, for at most
-    ``lifetime`` seconds."""
+    ``lifetime`` seconds. Nothing more than ``sleep`` needs: no network, no capability,
+    no health check, no volume, a read-only root."""
     target = f"{sibling_target(tag)}/{PurePosixPath(source).name}"
     config: JSON = of.get("Config") or {}
+    labels = config.get("Labels") or {}
     body: JSON = {
         "Image": of["Image"],
         "Entrypoint": [*_HOLD, str(max(1, math.ceil(lifetime)))],
         "Cmd": [],
-        "Labels": {SIBLING_LABEL: tag, SIBLING_OF_LABEL: of["Id"]},
+        "Labels": {
+            SIBLING_LABEL: tag,
+            SIBLING_OF_LABEL: of["Id"],
+            SIBLING_PROJECT_LABEL: str(labels.get(COMPOSE_PROJECT_LABEL, "")),
+        },
         "NetworkDisabled": True,
+        # The image's health check would run a shell and its child every few seconds in
+        # the database's PID namespace: "one process, never a child" would not hold.
+        "Healthcheck": {"Test": ["NONE"]},
     }
     if config.get("User"):
         body["User"] = copy.deepcopy(config["User"])
+    # The image's VOLUMEs would each get a new anonymous volume: an empty tmpfs instead.
+    volumes = sorted((config.get("Volumes") or {}).keys())
     body["HostConfig"] = {
         "PidMode": f"container:{of['Id']}",
         "NetworkMode": "none",
         # A structured mount: any character in the path is fine (a ``Binds`` string
         # splits on ":"), and a missing source is an error, not a new empty directory.
         "Mounts": [{"Type": "bind", "Source": source, "Target": target, "ReadOnly": True}],
+        "Tmpfs": {path: "size=64k" for path in volumes if path != target},
+        "ReadonlyRootfs": True,
+        # No capability at all: ``sleep`` needs none, and the kernel lets the database
+        # container read the sibling's root only if the sibling holds no capability the
+        # reader lacks (a database container with dropped capabilities included).
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges:true", *_confinement(of)],
+        "PidsLimit": 4,
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         # Killed at the end of its operation, the engine then removes it: nothing waits
         # for the removal (about 0.2 s of every restore otherwise).
@@ -93,3 +118,10 @@ def sibling_spec(of: JSON, source: str, tag: str, lifetime: float) -> tuple[str,
     # The suffix: a sibling being removed still holds its name for a moment.
     name = f"{str(of.get('Name', '')).lstrip('/') or of['Id'][:12]}.{tag}-{secrets.token_hex(3)}"
     return name, body
+
+
+def _confinement(of: JSON) -> list[str]:
+    """The database container's AppArmor profile and SELinux label: reading another
+    process's root needs the same confinement as well as the same user."""
+    options = (of.get("HostConfig") or {}).get("SecurityOpt") or []
+    return [str(o) for o in options if str(o).startswith(("apparmor", "label"))]

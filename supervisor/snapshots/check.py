@@ -38,6 +38,8 @@ from supervisor.snapshots.postgres import PostgresSnapshots
 from supervisor.snapshots.workdir import ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
+# pg_restore could not open the file (it went away, permissions): says nothing of its bytes.
+_OPEN_FAILED = "could not open input file"
 
 
 async def check_postgres_dump(
@@ -59,6 +61,8 @@ async def _read_dump(
     try:
         listing = await work.output(sql.pg_restore_list(path))
     except CommandFailed as err:
+        if _OPEN_FAILED in stderr_of(err):  # not the dump's fault: never a false "corrupt"
+            raise SnapshotError(f"cannot check {entry.name}: {stderr_of(err)}") from err
         why = f"pg_restore --list cannot read it: {stderr_of(err)}"
         raise _corrupt(dump, entry, why) from err
     if "Format: CUSTOM" not in listing:

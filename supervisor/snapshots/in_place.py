@@ -51,13 +51,18 @@ OFF = "off"  # always upload
 
 class HostFolders:
     """Where the backups folder is on the engine's host: from the setting, or asked of the
-    engine once (the sidecar's own container's mount of it); None when not known."""
+    engine once (the sidecar's own container's mount of it); None when not known. When
+    it is known, the first question also removes the ``project``'s siblings that a
+    crashed sidecar left and that cannot be in use (the engine's ``sweep_siblings``)."""
 
-    def __init__(self, engine: Engine, backup_dir: Path, setting: str = AUTO) -> None:
+    def __init__(
+        self, engine: Engine, backup_dir: Path, setting: str = AUTO, project: str = ""
+    ) -> None:
         self.engine = engine
+        self.project = project
         self.backup_dir = Path(os.path.abspath(backup_dir))  # a string operation, no I/O
         self.setting = setting
-        self._root: asyncio.Future[str | None] | None = None
+        self._root: asyncio.Future[tuple[str | None, bool]] | None = None
 
     async def source(self, folder: Path) -> str | None:
         """The host path of ``folder`` (inside the backups folder), or None."""
@@ -70,28 +75,45 @@ class HostFolders:
             return None
         return str(PurePosixPath(root) / rest) if rest.parts else root
 
-    def _host_root(self) -> asyncio.Future[str | None]:
-        if self._root is None or (self._root.done() and self._root.exception() is not None):
+    async def _host_root(self) -> str | None:
+        # Asked once and shared; shielded, so a caller's cancellation does not cancel the
+        # shared answer. A failed or cancelled question is asked again next time.
+        if self._root is None or (self._root.done() and self._root.cancelled()):
             self._root = asyncio.ensure_future(self._find_root())
-        return self._root
+        root = self._root
+        found, failed = await asyncio.shield(root)
+        if failed:
+            self._root = None if self._root is root else self._root
+        return found
 
-    async def _find_root(self) -> str | None:
+    async def _find_root(self) -> tuple[str | None, bool]:
+        """(the host path or None, whether asking failed: then it is asked again)."""
         if self.setting == OFF:
-            return None
+            return None, False
+        found, failed = await self._ask_root()
+        if found is not None:
+            try:
+                if swept := await self.engine.sweep_siblings(self.project):
+                    _LOGGER.info("removed siblings left by a crash: %s", ", ".join(swept))
+            except SupervisorError as err:
+                _LOGGER.warning("could not remove siblings left by a crash: %s", err)
+        return found, failed
+
+    async def _ask_root(self) -> tuple[str | None, bool]:
         if self.setting != AUTO:
-            return self.setting
+            return self.setting, False
         try:
             found = await self.engine.host_path_of(PurePosixPath(self.backup_dir))
         except SupervisorError as err:
             _LOGGER.warning("cannot tell where %s is on the host: %s", self.backup_dir, err)
-            return None
+            return None, True
         if found is None:
             _LOGGER.info(
                 "%s is not a mount of the sidecar's container: snapshot files are uploaded "
                 "into the database container to restore them (SUPERVISOR_BACKUP_HOST_DIR)",
                 self.backup_dir,
             )
-        return found
+        return found, False
 
 
 @contextlib.asynccontextmanager
@@ -109,12 +131,13 @@ async def readable(
     ends both go (the sibling is killed, and the engine removes it: nothing waits)."""
     folder_source = await hosts.source(folder) if hosts is not None else None
     source = f"{folder_source}/{entry.name}" if folder_source is not None else None
+    local = folder / entry.name
     async with contextlib.AsyncExitStack() as stack:
         if source is not None:
             stack.push_async_callback(_shielded_removal, engine, container_id, tag)
         work, path = await together(
             stack.enter_async_context(ContainerWorkdir(engine, container_id, tag)),
-            _open(engine, container_id, tag, source, entry, sibling_lifetime(timeout)),
+            _open(engine, container_id, tag, source, local, sibling_lifetime(timeout)),
         )
         if path is None:
             path = await work.upload(folder / entry.name, entry, timeout)
@@ -133,7 +156,7 @@ async def _open(
     container_id: str,
     tag: str,
     source: str | None,
-    entry: FileEntry,
+    local: Path,
     lifetime: float,
 ) -> str | None:
     """The file's path through a started sibling, or None (then nothing is left running)."""
@@ -141,22 +164,45 @@ async def _open(
         return None
     try:
         await engine.start_sibling(container_id, source, tag, lifetime)
-        script = ["sh", "-c", FIND_SCRIPT, sibling_target(tag), entry.name]
-        found = await _output(engine, container_id, script)
-    except (EngineError, CommandFailed) as err:
+        script = ["sh", "-c", FIND_SCRIPT, sibling_target(tag), local.name]
+        found, identity = await asyncio.gather(
+            _output(engine, container_id, script), asyncio.to_thread(_identity, local)
+        )
+    except (EngineError, CommandFailed, OSError) as err:
         await _remove(engine, container_id, tag)
-        _LOGGER.warning("reading %s in place failed, uploading it: %s", entry.name, err.message)
+        why = err.message if isinstance(err, SupervisorError) else str(err)
+        _LOGGER.warning("reading %s in place failed, uploading it: %s", local.name, why)
         return None
-    path = found.strip()
-    if not path.startswith("/proc/"):
+    paths = [path for path, seen in _candidates(found) if seen == identity]
+    if not paths:
         await _remove(engine, container_id, tag)
         _LOGGER.warning(
-            "container %s cannot read %s through the sibling's root (another user, or a "
-            "security profile that forbids it); uploading it", container_id[:12], source,
+            "container %s cannot read %s through the sibling's root (another user, a "
+            "security profile that forbids it, or not the same file: %s); uploading it",
+            container_id[:12], source, found.strip()[:300] or "nothing found",
         )  # fmt: skip
         return None
-    _LOGGER.info("%s is read in place (%s)", entry.name, path)
-    return f"{path}/{entry.name}"
+    _LOGGER.info("%s is read in place (%s)", local.name, paths[0])
+    return f"{paths[0]}/{local.name}"
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """Size, inode and mtime (seconds): the same through a bind mount of the file."""
+    info = path.stat()
+    return info.st_size, info.st_ino, int(info.st_mtime)
+
+
+def _candidates(found: str) -> list[tuple[str, tuple[int, int, int] | None]]:
+    """(path, identity) of each line ``FIND_SCRIPT`` printed; None if it is not one."""
+    out: list[tuple[str, tuple[int, int, int] | None]] = []
+    for line in found.splitlines():
+        words = line.split()
+        if not words or not words[0].startswith("/proc/"):
+            continue
+        numbers = words[1:]
+        ok = len(numbers) == 3 and all(n.isdigit() for n in numbers)
+        out.append((words[0], (int(numbers[0]), int(numbers[1]), int(numbers[2])) if ok else None))
+    return out
 
 
 async def _output(engine: Engine, container_id: str, argv: list[str]) -> str:

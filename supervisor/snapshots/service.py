@@ -112,7 +112,9 @@ class SnapshotService:
         self.options = options
         self._locate = locate
         self._lock = asyncio.Lock()
-        self._hosts = HostFolders(engine, options.backup_dir, options.backup_host_dir)
+        self._hosts = HostFolders(
+            engine, options.backup_dir, options.backup_host_dir, options.project
+        )
 
     async def _postgres(self, error: type[SnapshotError]) -> PostgresSnapshots | None:
         container_id = await self._find(Role.POSTGRES, error)

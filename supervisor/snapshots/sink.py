@@ -67,21 +67,29 @@ class HashingFileSink:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             return os.fdopen(fd, "wb", buffering=0)
 
+        # Cancelled while the thread opens it: the file is closed when it arrives, not
+        # left to the garbage collector (an unclosed file, and a ResourceWarning).
+        opening = asyncio.ensure_future(asyncio.to_thread(open_private))
         try:
-            self._handle = await asyncio.to_thread(open_private)
+            self._handle = await asyncio.shield(opening)
         except OSError as err:
             raise write_error(self.path, err, 0) from err
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_result)
+            raise
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
             await self._finish()
             return
-        # Failing already: wait for the write in flight (its error adds nothing), close.
-        if self._pending is not None:
-            await asyncio.gather(self._pending, return_exceptions=True)
-        if self._handle is not None:
-            await asyncio.to_thread(self._handle.close)
+        # Failing already: close once the write in flight is done (its error adds
+        # nothing), even if this is cancelled meanwhile.
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        closing = asyncio.ensure_future(_close_after(self._pending, handle))
+        await asyncio.shield(closing)
 
     async def __call__(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
@@ -126,11 +134,23 @@ class HashingFileSink:
             except OSError as err:
                 raise write_error(self.path, err, self._written) from err
         finally:
-            await asyncio.to_thread(handle.close)
+            self._handle = None
+            await asyncio.shield(asyncio.to_thread(handle.close))  # closed even if cancelled
         self.entry = FileEntry(
             name=self.path.name, size=self._written, sha256=self._digest.hexdigest()
         )
         _LOGGER.debug("wrote %s: %d bytes", self.path, self._written)
+
+
+async def _close_after(pending: asyncio.Future[None] | None, handle: IO[bytes]) -> None:
+    if pending is not None:
+        await asyncio.gather(pending, return_exceptions=True)
+    await asyncio.to_thread(handle.close)
+
+
+def _close_result(opening: asyncio.Future[IO[bytes]]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def hash_file(path: Path) -> FileEntry:

@@ -15,12 +15,18 @@ from typing import Any
 
 import pytest
 
+from supervisor.engine.sibling import SIBLING_LABEL, SIBLING_OF_LABEL, SIBLING_PROJECT_LABEL
 from supervisor.snapshots import SnapshotReason
 from supervisor.snapshots.postgres_restore import work_tag
 from supervisor.snapshots.service import SnapshotService
 from tests.docker.conftest import SnapshotFactory
 from tests.support import pg_state
 from tests.support.databases import PostgresHandle
+from tests.support.dockercli import container_logs, docker, inspect
+
+
+def postgres_image(pg: PostgresHandle) -> str:
+    return str(inspect("container", pg.container_id)["Image"])
 
 
 def _count_calls(service: SnapshotService, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -66,7 +72,7 @@ async def test_restore_and_check_read_the_dump_in_place_or_upload_it(
     old = pg_state.state(postgres)
     manifest = await service.create(SnapshotReason.MANUAL)
     pg_state.change(postgres)
-    started = pg_state.server_started_at(postgres)
+    generation = pg_state.server_generation(postgres)
     calls = _count_calls(service, monkeypatch)
 
     with caplog.at_level(logging.INFO, "supervisor.snapshots.in_place"):
@@ -83,14 +89,19 @@ async def test_restore_and_check_read_the_dump_in_place_or_upload_it(
     assert pg_state.container_leftovers(postgres) == ""  # siblings included
     # Removing a sibling (which lives in the server's PID namespace) never looks like a
     # crashed backend to the postmaster: the server was not restarted.
-    assert pg_state.server_started_at(postgres) == started
+    assert pg_state.server_generation(postgres) == generation
+    assert "terminated by signal" not in container_logs(postgres.container_id)
 
 
 async def test_a_sibling_left_by_a_crash_is_replaced_and_removed(
-    postgres: PostgresHandle, snapshot_service: SnapshotFactory, tmp_path: Path
+    postgres: PostgresHandle,
+    snapshot_service: SnapshotFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A crashed restore's sibling (same tag) is removed by the next restore of the same
-    snapshot, which then reads through its own."""
+    snapshot, which then reads through its own; a sibling that was created and never
+    started (a crash between the two) is swept by the sidecar's first in-place read."""
     service = snapshot_service(postgres=postgres.container_id)
     pg_state.seed(postgres)
     old = pg_state.state(postgres)
@@ -99,9 +110,19 @@ async def test_a_sibling_left_by_a_crash_is_replaced_and_removed(
     dump = tmp_path / "backups" / manifest.id / "postgres.dump"
     target = f"appdb__restore_{manifest.id.rsplit('_', 1)[1]}"
     await service.engine.start_sibling(postgres.container_id, str(dump), work_tag(target), 600)
-    assert pg_state.container_leftovers(postgres) != ""
+    never_started = f"{postgres.container_id[:12]}-never-started"
+    docker(
+        "create", "--name", never_started, "--label", f"{SIBLING_LABEL}=other",
+        "--label", f"{SIBLING_OF_LABEL}={postgres.container_id}",
+        "--label", f"{SIBLING_PROJECT_LABEL}=snaptest", "--entrypoint", "sleep",
+        postgres_image(postgres), "60",
+    )  # fmt: skip
+    assert len(pg_state.container_leftovers(postgres, settle=0).splitlines()) == 2
 
-    await service.restore(manifest.id)
+    with caplog.at_level(logging.INFO, "supervisor.snapshots.in_place"):
+        await service.restore(manifest.id)
 
     assert pg_state.state(postgres) == old
     assert pg_state.container_leftovers(postgres) == ""
+    assert "postgres.dump is read in place" in caplog.text
+    assert never_started in caplog.text  # "removed siblings left by a crash: …"

@@ -457,6 +457,9 @@ class FakeEngine:
     ) -> list[str]:
         return []
 
+    async def sweep_siblings(self, project: str) -> list[str]:
+        return []
+
     async def host_path_of(self, path: PurePosixPath) -> str | None:
         return None
 

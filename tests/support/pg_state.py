@@ -8,6 +8,7 @@ every sequence's position.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from supervisor.engine.sibling import SIBLING_OF_LABEL
@@ -115,24 +116,32 @@ def databases(pg: PostgresHandle) -> list[str]:
     return pg.psql("SELECT datname FROM pg_database ORDER BY 1").split()
 
 
-def container_leftovers(pg: PostgresHandle) -> str:
+def container_leftovers(pg: PostgresHandle, settle: float = 15.0) -> str:
     """Our scratch directories and sessions left in the container, and sibling containers
-    left beside it (should be none)."""
+    left beside it, in any state (should be none). A sibling stopped at the end of an
+    operation is removed by the engine a moment later: it gets ``settle`` seconds."""
     dirs = exec_in(pg.container_id, "sh", "-c", "ls -d /tmp/supervisor-* 2>/dev/null || true")
     sessions = pg.psql(
         "SELECT string_agg(application_name, ',') FROM pg_stat_activity "
         "WHERE application_name LIKE 'supervisor-%'"
     )
-    # A killed sibling is removed by the engine itself, a moment later: not a leftover.
-    siblings = docker(
-        "ps", "-a", "--format", "{{.Names}}", "--filter",
-        f"label={SIBLING_OF_LABEL}={pg.container_id}",
-        *(arg for status in ("created", "running", "paused", "restarting")
-          for arg in ("--filter", f"status={status}")),
-    )  # fmt: skip
+    deadline = time.monotonic() + settle
+    while (siblings := _siblings(pg)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     return (dirs + sessions + siblings).strip()
 
 
-def server_started_at(pg: PostgresHandle) -> str:
-    """When the server (re)started: a crash of any of its processes restarts it."""
-    return pg.psql("SELECT pg_postmaster_start_time()", database="postgres")
+def _siblings(pg: PostgresHandle) -> str:
+    return docker(
+        "ps", "-a", "--format", "{{.Names}} {{.Status}}", "--filter",
+        f"label={SIBLING_OF_LABEL}={pg.container_id}",
+    )  # fmt: skip
+
+
+def server_generation(pg: PostgresHandle) -> str:
+    """Changes when the server restarts, a crash restart included (the postmaster then
+    starts a new checkpointer; ``pg_postmaster_start_time()`` stays the same)."""
+    return pg.psql(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
+        database="postgres",
+    )

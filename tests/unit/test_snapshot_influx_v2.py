@@ -57,6 +57,8 @@ class FakeEngine:
     # The sibling (supervisor.snapshots.in_place): where the engine says the backups folder
     # is, what a start does, what the database container finds through it.
     host_path: str | None = None
+    host_path_error: Exception | None = None
+    host_path_gate: asyncio.Event | None = None  # host_path_of waits for it
     sibling_error: Exception | None = None
     found_through_sibling: bytes = b""
     find_hangs: bool = False
@@ -117,8 +119,16 @@ class FakeEngine:
         self.owners.append((kw["uid"], kw["gid"]))
         return hashlib.sha256(local_path.read_bytes()).hexdigest()  # noqa: ASYNC240 (tiny)
 
+    async def sweep_siblings(self, project: str) -> list[str]:
+        self.calls.append((["sweep_siblings", project], {}))
+        return ["left-over"]
+
     async def host_path_of(self, path: PurePosixPath) -> str | None:
         self.calls.append((["host_path_of", str(path)], {}))
+        if self.host_path_gate is not None:
+            await self.host_path_gate.wait()
+        if self.host_path_error is not None:
+            raise self.host_path_error
         return self.host_path
 
     async def start_sibling(self, of: str, source: str, tag: str, lifetime: float) -> str:
