@@ -16,7 +16,9 @@ Both give a path that the database container's own tools can open and seek in
 (``pg_restore --jobs`` needs that). The sibling gets TERM when the caller is
 done, whatever happened, and the engine removes it. One left by a crash is
 removed by the next operation with the same tag (the tag is derived from the
-target), and ends by itself after :func:`sibling_lifetime` in any case. The
+target), or by the sweep of this sidecar's first in-place read if it cannot be
+in use (:class:`HostFolders`), and ends by itself after
+:func:`sibling_lifetime` in any case. The
 file is not hashed again on the in-place path: the caller re-hashed every
 snapshot file against its manifest just before, and a restore then verifies
 every row against the checksums recorded at dump time, which a changed file
