@@ -29,6 +29,7 @@ from supervisor.snapshots.service import SnapshotService
 from tests.docker.conftest import SnapshotFactory
 from tests.support import pg_state
 from tests.support.databases import PostgresHandle
+from tests.support.dockercli import container_logs
 
 REPO = Path(__file__).resolve().parents[2]
 KEPT = kept_database_name("appdb", "run-1")
@@ -129,6 +130,7 @@ async def test_cancelled_mid_restore_then_again_converges(
 ) -> None:
     service = snapshot_service(postgres=postgres.container_id)
     manifest, old, new = await _snapshot_then_new_writes(postgres, service)
+    generation = pg_state.server_generation(postgres)
     restoring = asyncio.create_task(service.restore(manifest.id, keep_replaced_as=KEPT))
     await _until(lambda: _pg_restore_running(postgres), "pg_restore to run")
 
@@ -142,6 +144,7 @@ async def test_cancelled_mid_restore_then_again_converges(
     assert pg_state.state(postgres) == old
     assert pg_state.state(postgres, KEPT) == new
     assert pg_state.container_leftovers(postgres) == ""
+    _not_restarted(postgres, generation)
 
 
 @pytest.mark.parametrize("kill_when", ["mid-pg_restore", "right-after-the-swap"])
@@ -154,6 +157,7 @@ async def test_kill_9_of_the_restoring_process_then_again_converges(
 ) -> None:
     service = snapshot_service(postgres=postgres.container_id)
     manifest, old, new = await _snapshot_then_new_writes(postgres, service)
+    generation = pg_state.server_generation(postgres)
     process = subprocess.Popen(  # noqa: ASYNC220 (killed below, never waited on blocking)
         [sys.executable, "-c", RESTORE_SCRIPT, docker_proxy_url, postgres.container_id,
          str(tmp_path / "backups"), manifest.id, KEPT,
@@ -179,6 +183,14 @@ async def test_kill_9_of_the_restoring_process_then_again_converges(
     assert _databases(postgres) == ["appdb", KEPT, "postgres", "template0", "template1"]
     assert _allows_connections(postgres, "appdb")
     await _until(lambda: pg_state.container_leftovers(postgres) == "", "leftovers to go")
+    _not_restarted(postgres, generation)
+
+
+def _not_restarted(pg: PostgresHandle, generation: str) -> None:
+    """Nothing the crash left (an orphaned pg_restore, the dead process's sibling in the
+    server's PID namespace) nor its clean-up made the server restart with crash recovery."""
+    assert pg_state.server_generation(pg) == generation
+    assert "terminated by signal" not in container_logs(pg.container_id)
 
 
 async def test_leftovers_of_a_crash_inside_the_swap(
