@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -124,13 +126,18 @@ def _start(binary: str, scratch: str, log: Path) -> subprocess.Popen[bytes]:
              "--remote-debugging-port=0", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=out,
             env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": "disabled:"},
+            start_new_session=True,  # its helpers (renderer, GPU, crashpad) in one group
         )  # fmt: skip
 
 
 @asynccontextmanager
 async def chromium_page(binary: str) -> AsyncIterator[Page]:
     """A fresh headless Chromium (own profile directory) and one page; both closed after."""
-    with tempfile.TemporaryDirectory(prefix="stacksup-chromium-") as scratch:
+    # Ignoring clean-up errors: a helper process still writing its profile must not fail
+    # a test that passed (it did once: "Directory not empty: 'Default'").
+    with tempfile.TemporaryDirectory(
+        prefix="stacksup-chromium-", ignore_cleanup_errors=True
+    ) as scratch:
         log = Path(scratch) / "chromium.log"
         process = await asyncio.to_thread(_start, binary, scratch, log)
         try:
@@ -143,12 +150,22 @@ async def chromium_page(binary: str) -> AsyncIterator[Page]:
                 ) as ws:
                     yield Page(ws, itertools.count(1))
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            await asyncio.to_thread(_stop, process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End Chromium and every helper it started (its process group), so that nothing
+    writes into the profile while it is removed."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # helpers that outlived the main process
 
 
 async def _devtools_port(process: subprocess.Popen[bytes], log: Path) -> int:
