@@ -47,6 +47,8 @@ from supervisor.snapshots.workdir import CLEANUP_TIMEOUT, ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 1800.0  # SUPERVISOR_BACKUP_TIMEOUT's default
+FIND_ATTEMPTS = 10  # see _find
+FIND_PAUSE = 0.05
 AUTO = "auto"  # SUPERVISOR_BACKUP_HOST_DIR: find it from the sidecar's own mounts
 OFF = "off"  # always upload
 
@@ -168,7 +170,7 @@ async def _open(
         await engine.start_sibling(container_id, source, tag, lifetime)
         script = ["sh", "-c", FIND_SCRIPT, sibling_target(tag), local.name]
         found, identity = await asyncio.gather(
-            _output(engine, container_id, script), asyncio.to_thread(_identity, local)
+            _find(engine, container_id, script), asyncio.to_thread(_identity, local)
         )
     except (EngineError, CommandFailed, OSError) as err:
         await _remove(engine, container_id, tag)
@@ -186,6 +188,18 @@ async def _open(
         return None
     _LOGGER.info("%s is read in place (%s)", local.name, paths[0])
     return f"{paths[0]}/{local.name}"
+
+
+async def _find(engine: Engine, container_id: str, script: list[str]) -> str:
+    """What ``FIND_SCRIPT`` prints, asked again while it finds nothing: the engine answers
+    a start before the sibling's process has become ``sleep``, and until then (the
+    runtime's own init, not dumpable) its root cannot be read. Seen once in about ten
+    runs of the demo; a few tenths of a second at most."""
+    for _ in range(FIND_ATTEMPTS - 1):
+        if found := (await _output(engine, container_id, script)).strip():
+            return found
+        await asyncio.sleep(FIND_PAUSE)
+    return await _output(engine, container_id, script)
 
 
 def _identity(path: Path) -> tuple[int, int, int]:

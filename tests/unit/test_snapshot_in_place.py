@@ -14,6 +14,7 @@ from supervisor.config import Policy, Settings
 from supervisor.const import Role
 from supervisor.engine.docker_sibling import host_path, own_container_id
 from supervisor.engine.sibling import (
+    FIND_SCRIPT,
     SIBLING_LABEL,
     SIBLING_OF_LABEL,
     SIBLING_PROJECT_LABEL,
@@ -182,7 +183,9 @@ async def test_read_in_place_no_upload_and_the_sibling_removed(tmp_path: Path) -
     # A file at the same path in the database container itself (seen through PID 1's
     # root) is not the one hashed: only the path with the same identity is taken.
     found = f"/proc/1/root{target} {_seen(dump, size_off=1)}\n/proc/42/root{target} {_seen(dump)}\n"
-    engine = FakeEngine(found_through_sibling=found.encode())
+    # The first two searches find nothing: the engine answered the start before the
+    # sibling's process became ``sleep`` (its root is unreadable until then).
+    engine = FakeEngine(found_through_sibling=found.encode(), find_empty_times=2)
     hosts = HostFolders(engine, tmp_path, "/srv/backups")  # type: ignore[arg-type]
     async with readable(engine, hosts, "db", "restore-1", folder, entry, 60) as (work, path):  # type: ignore[arg-type]
         assert work.path == "/tmp/supervisor-restore-1"
@@ -191,6 +194,7 @@ async def test_read_in_place_no_upload_and_the_sibling_removed(tmp_path: Path) -
         assert engine.removed_siblings == []
     assert engine.uploads == []
     assert engine.removed_siblings == [("db", "restore-1")]
+    assert sum(1 for argv in engine.commands() if FIND_SCRIPT in argv) == 3
     # It outlives the operation's commands (each bounded by the timeout), and a sibling
     # left by a crashed sidecar ends by itself.
     assert engine.lifetimes == [sibling_lifetime(60)]

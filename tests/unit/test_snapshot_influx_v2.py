@@ -61,6 +61,7 @@ class FakeEngine:
     host_path_gate: asyncio.Event | None = None  # host_path_of waits for it
     sibling_error: Exception | None = None
     found_through_sibling: bytes = b""
+    find_empty_times: int = 0  # the first searches find nothing (the sibling not yet up)
     find_hangs: bool = False
     siblings: list[tuple[str, str, str]] = field(default_factory=list)  # (of, source, tag)
     removed_siblings: list[tuple[str, str | None]] = field(default_factory=list)
@@ -107,7 +108,10 @@ class FakeEngine:
         elif argv[:3] == ["sh", "-c", FIND_SCRIPT]:
             if self.find_hangs:
                 await asyncio.Event().wait()
-            out = self.found_through_sibling
+            if self.find_empty_times > 0:
+                self.find_empty_times -= 1
+            else:
+                out = self.found_through_sibling
         if stdout is not None and out:
             await stdout(out)
         return ExecResult(0, len(out), "", 0.0)
