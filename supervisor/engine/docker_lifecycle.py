@@ -37,13 +37,15 @@ from tenacity import (
     wait_exponential,
 )
 
+from supervisor.engine.docker_errors import engine_call
 from supervisor.engine.models import ServiceContainer
-from supervisor.exceptions import EngineError, EngineNotFound, ProxyForbidden
+from supervisor.exceptions import EngineConflict, EngineError, EngineNotFound, ProxyForbidden
 
 if TYPE_CHECKING:
     from supervisor.engine.docker_engine import DockerEngine
 
 _LOGGER = logging.getLogger(__name__)
+REMOVE_ATTEMPTS = 5
 # Extra time past the stop timeout for the engine to deliver SIGKILL and reap.
 STOP_GRACE_SECONDS = 15.0
 SETTLE_SECONDS = 2.0
@@ -134,3 +136,19 @@ async def _start_and_settle(engine: DockerEngine, container_id: str, settle: flo
     data = await engine.inspect_container(container_id)
     if not _running(data["State"]):
         raise _NotSettled(data["State"])
+
+
+async def remove_with_volumes(engine: DockerEngine, container_id: str) -> None:
+    """Remove a container and its anonymous volumes; gone already is fine, a removal in
+    progress is waited for (the rehearsal's containers, the siblings)."""
+    for attempt in range(REMOVE_ATTEMPTS):
+        try:
+            async with engine_call(f"removing container {container_id[:12]}", engine.url):
+                await engine.client.containers.container(container_id).delete(force=True, v=True)
+            return
+        except EngineNotFound:
+            return
+        except EngineConflict:  # "removal already in progress": wait for it
+            if attempt == REMOVE_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))

@@ -20,6 +20,7 @@ from supervisor.const import JOB_LABEL
 from supervisor.engine.container_spec import one_shot_spec
 from supervisor.engine.docker_errors import engine_call
 from supervisor.engine.docker_jobs import run_to_completion
+from supervisor.engine.docker_lifecycle import REMOVE_ATTEMPTS, remove_with_volumes
 from supervisor.engine.models import OneShotResult
 from supervisor.engine.sandbox import (
     SANDBOX_LABEL,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 LOG_TAIL_LINES = 200
-REMOVE_ATTEMPTS = 5
 
 
 async def create_sandbox(
@@ -117,20 +117,6 @@ async def remove_sandboxes(engine: DockerEngine, project: str, run_id: str) -> l
         await _remove_network(engine, str(network["Id"]), str(network.get("Name", "")))
         removed.append(str(network.get("Name") or network["Id"]))
     return removed
-
-
-async def remove_with_volumes(engine: DockerEngine, container_id: str) -> None:
-    for attempt in range(REMOVE_ATTEMPTS):
-        try:
-            async with engine_call(f"removing container {container_id[:12]}", engine.url):
-                await engine.client.containers.container(container_id).delete(force=True, v=True)
-            return
-        except EngineNotFound:
-            return
-        except EngineConflict:  # "removal already in progress": wait for it
-            if attempt == REMOVE_ATTEMPTS - 1:
-                raise
-            await asyncio.sleep(0.5 * (attempt + 1))
 
 
 async def _remove_network(engine: DockerEngine, network_id: str, name: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from supervisor.engine.docker_errors import engine_call
-from supervisor.engine.docker_scratch import remove_with_volumes
+from supervisor.engine.docker_lifecycle import remove_with_volumes
 from supervisor.engine.sibling import (
     SIBLING_LABEL,
     SIBLING_OF_LABEL,
@@ -59,16 +59,26 @@ async def remove_siblings(
     """Remove the siblings of ``of`` (with ``tag``, or all of them); their names. Without
     ``wait`` a running sibling is only killed, and the engine removes it (AutoRemove)."""
     labels = [f"{SIBLING_OF_LABEL}={of}"] + ([f"{SIBLING_LABEL}={tag}"] if tag else [])
-    async with engine_call(f"listing the siblings of {of[:12]}", engine.url):
-        found = await engine.client.containers.list(all=True, filters=json.dumps({"label": labels}))
     removed = []
-    for entry in found:
+    for entry in await _listed(engine, labels, f"the siblings of {of[:12]}"):
         if not wait and entry["State"] == "running":
             await _kill(engine, entry.id)
         else:
             await remove_with_volumes(engine, entry.id)
-        removed.append(str((entry["Names"] or [entry.id])[0]).lstrip("/"))
+        removed.append(_name(entry))
     return removed
+
+
+async def _listed(engine: DockerEngine, labels: list[str], what: str) -> list[Any]:
+    async with engine_call(f"listing {what}", engine.url):
+        found: list[Any] = await engine.client.containers.list(
+            all=True, filters=json.dumps({"label": labels})
+        )
+    return found
+
+
+def _name(entry: Any) -> str:
+    return str((entry["Names"] or [entry.id])[0]).lstrip("/")
 
 
 async def _kill(engine: DockerEngine, container_id: str) -> None:
@@ -87,15 +97,13 @@ async def sweep_siblings(engine: DockerEngine, project: str) -> list[str]:
     is not running; their names. A running sibling of a running database is left alone:
     an operation may be using it, and its lifetime ends it anyway."""
     labels = [f"{SIBLING_PROJECT_LABEL}={project}"]
-    async with engine_call("listing the siblings of the stack", engine.url):
-        found = await engine.client.containers.list(all=True, filters=json.dumps({"label": labels}))
     removed = []
-    for entry in found:
+    for entry in await _listed(engine, labels, "the siblings of the stack"):
         of = str((entry["Labels"] or {}).get(SIBLING_OF_LABEL, ""))
         if entry["State"] == "running" and await _running(engine, of):
             continue
         await remove_with_volumes(engine, entry.id)
-        removed.append(str((entry["Names"] or [entry.id])[0]).lstrip("/"))
+        removed.append(_name(entry))
     return removed
 
 

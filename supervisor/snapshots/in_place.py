@@ -43,7 +43,7 @@ from supervisor.engine.sibling import FIND_SCRIPT, sibling_target
 from supervisor.exceptions import CommandFailed, EngineError, SupervisorError
 from supervisor.snapshots.models import FileEntry
 from supervisor.snapshots.together import together
-from supervisor.snapshots.workdir import CLEANUP_TIMEOUT, ContainerWorkdir
+from supervisor.snapshots.workdir import ContainerWorkdir, exec_output
 
 _LOGGER = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 1800.0  # SUPERVISOR_BACKUP_TIMEOUT's default
@@ -66,7 +66,7 @@ class HostFolders:
         self.project = project
         self.backup_dir = Path(os.path.abspath(backup_dir))  # a string operation, no I/O
         self.setting = setting
-        self._root: asyncio.Future[tuple[str | None, bool]] | None = None
+        self._root: asyncio.Future[str | None] | None = None
 
     async def source(self, folder: Path) -> str | None:
         """The host path of ``folder`` (inside the backups folder), or None."""
@@ -81,43 +81,38 @@ class HostFolders:
 
     async def _host_root(self) -> str | None:
         # Asked once and shared; shielded, so a caller's cancellation does not cancel the
-        # shared answer. A failed or cancelled question is asked again next time.
-        if self._root is None or (self._root.done() and self._root.cancelled()):
+        # shared answer. A failed question is asked again next time.
+        if self._root is None or self._root.cancelled():
             self._root = asyncio.ensure_future(self._find_root())
         root = self._root
-        found, failed = await asyncio.shield(root)
-        if failed:
-            self._root = None if self._root is root else self._root
-        return found
-
-    async def _find_root(self) -> tuple[str | None, bool]:
-        """(the host path or None, whether asking failed: then it is asked again)."""
-        if self.setting == OFF:
-            return None, False
-        found, failed = await self._ask_root()
-        if found is not None:
-            try:
-                if swept := await self.engine.sweep_siblings(self.project):
-                    _LOGGER.info("removed siblings left by a crash: %s", ", ".join(swept))
-            except SupervisorError as err:
-                _LOGGER.warning("could not remove siblings left by a crash: %s", err)
-        return found, failed
-
-    async def _ask_root(self) -> tuple[str | None, bool]:
-        if self.setting != AUTO:
-            return self.setting, False
         try:
-            found = await self.engine.host_path_of(PurePosixPath(self.backup_dir))
+            return await asyncio.shield(root)
         except SupervisorError as err:
+            if self._root is root:
+                self._root = None
             _LOGGER.warning("cannot tell where %s is on the host: %s", self.backup_dir, err)
-            return None, True
-        if found is None:
-            _LOGGER.info(
-                "%s is not a mount of the sidecar's container: snapshot files are uploaded "
-                "into the database container to restore them (SUPERVISOR_BACKUP_HOST_DIR)",
-                self.backup_dir,
-            )
-        return found, False
+            return None
+
+    async def _find_root(self) -> str | None:
+        if self.setting == OFF:
+            return None
+        if self.setting == AUTO:
+            found = await self.engine.host_path_of(PurePosixPath(self.backup_dir))
+            if found is None:
+                _LOGGER.info(
+                    "%s is not a mount of the sidecar's container: snapshot files are "
+                    "uploaded into the database container to restore them "
+                    "(SUPERVISOR_BACKUP_HOST_DIR)", self.backup_dir,
+                )  # fmt: skip
+                return None
+        else:
+            found = self.setting
+        try:
+            if swept := await self.engine.sweep_siblings(self.project):
+                _LOGGER.info("removed siblings left by a crash: %s", ", ".join(swept))
+        except SupervisorError as err:
+            _LOGGER.warning("could not remove siblings left by a crash: %s", err)
+        return found
 
 
 @contextlib.asynccontextmanager
@@ -144,7 +139,7 @@ async def readable(
             _open(engine, container_id, tag, source, local, sibling_lifetime(timeout)),
         )
         if path is None:
-            path = await work.upload(folder / entry.name, entry, timeout)
+            path = await work.upload(local, entry, timeout)
         yield work, path
 
 
@@ -196,10 +191,10 @@ async def _find(engine: Engine, container_id: str, script: list[str]) -> str:
     runtime's own init, not dumpable) its root cannot be read. Seen once in about ten
     runs of the demo; a few tenths of a second at most."""
     for _ in range(FIND_ATTEMPTS - 1):
-        if found := (await _output(engine, container_id, script)).strip():
+        if found := (await exec_output(engine, container_id, script)).strip():
             return found
         await asyncio.sleep(FIND_PAUSE)
-    return await _output(engine, container_id, script)
+    return await exec_output(engine, container_id, script)
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -219,16 +214,6 @@ def _candidates(found: str) -> list[tuple[str, tuple[int, int, int] | None]]:
         ok = len(numbers) == 3 and all(n.isdigit() for n in numbers)
         out.append((words[0], (int(numbers[0]), int(numbers[1]), int(numbers[2])) if ok else None))
     return out
-
-
-async def _output(engine: Engine, container_id: str, argv: list[str]) -> str:
-    out = bytearray()
-
-    async def collect(chunk: bytes) -> None:
-        out.extend(chunk)
-
-    await engine.exec(container_id, argv, stdout=collect, timeout=CLEANUP_TIMEOUT)
-    return out.decode("utf-8", "replace")
 
 
 async def _shielded_removal(engine: Engine, container_id: str, tag: str) -> None:

@@ -53,6 +53,19 @@ _KILL_PID = (
 CLEANUP_TIMEOUT = 60.0
 
 
+async def exec_output(
+    engine: Engine, container_id: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> str:
+    """stdout of a short command in a container (not guarded: for quick queries)."""
+    out = bytearray()
+
+    async def collect(chunk: bytes) -> None:
+        out.extend(chunk)
+
+    await engine.exec(container_id, argv, stdout=collect, env=env, timeout=CLEANUP_TIMEOUT)
+    return out.decode("utf-8", "replace")
+
+
 def _ids(output: str) -> tuple[int, int] | None:
     """``uid, gid`` from the output of ``id -u; id -g``, None unless exactly that."""
     words = output.split()
@@ -69,7 +82,6 @@ class ContainerWorkdir:
             raise ValueError(f"unsafe work directory tag {tag!r}")
         self.engine = engine
         self.container_id = container_id
-        self.tag = tag  # per operation and target: also the tag of its sibling (in_place)
         self.path = f"{CONTAINER_WORKDIR_PREFIX}{tag}"
         self._ids: tuple[int, int] | None = None  # the exec user's uid, gid
 
@@ -120,15 +132,7 @@ class ContainerWorkdir:
 
     async def output(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
         """stdout of a short command (not guarded: for quick queries)."""
-        out = bytearray()
-
-        async def collect(chunk: bytes) -> None:
-            out.extend(chunk)
-
-        await self.engine.exec(
-            self.container_id, argv, stdout=collect, env=env, timeout=CLEANUP_TIMEOUT
-        )
-        return out.decode("utf-8", "replace")
+        return await exec_output(self.engine, self.container_id, argv, env)
 
     async def upload(self, local: Path, entry: FileEntry, timeout: float | None) -> str:
         """Copy a snapshot file in (owned by the exec user, mode 0600); its path in here.
