@@ -26,6 +26,7 @@ from supervisor.exceptions import (
     SnapshotCorrupt,
     SnapshotError,
     StateError,
+    SupervisorError,
     UpdateRunning,
 )
 from supervisor.update.events import EventLog
@@ -385,13 +386,25 @@ async def test_a_crash_after_the_effect_but_before_its_journal_entry(
     _assert_old_version_back(world)
 
 
-async def test_an_undo_that_fails_ends_needs_intervention(stack: World) -> None:
-    world = stack
+async def _failing_rollback(
+    world: World,
+    engine: dict[str, SupervisorError] | None = None,
+    snapshots: dict[str, SupervisorError] | None = None,
+) -> RunRecord:
+    """An update to the unhealthy 1.3.0 whose rollback meets these failures: it must end
+    ``needs_intervention``."""
     world.engine.unhealthy_versions.add("1.3.0")
-    world.engine.fail["ensure_stopped"] = EngineError("engine gone mid-rollback")
-    world.engine.fail["restore_retained"] = EngineError("engine gone mid-rollback")
+    world.engine.fail.update(engine or {})
+    world.snapshots.fail.update(snapshots or {})
     record = await world.update("1.3.0")
     assert record.result is Stage.NEEDS_INTERVENTION
+    return record
+
+
+async def test_an_undo_that_fails_ends_needs_intervention(stack: World) -> None:
+    world = stack
+    gone = EngineError("engine gone mid-rollback")
+    await _failing_rollback(world, engine={"ensure_stopped": gone, "restore_retained": gone})
     assert world.state.read_current().state is Stage.NEEDS_INTERVENTION  # type: ignore[union-attr]
     with pytest.raises(InterventionRequired):
         await world.manager.start(StartRequest(target_version="1.1.0"))
@@ -478,10 +491,9 @@ async def test_a_failed_backup_drops_the_copy_it_made(stack: World) -> None:
 
 async def test_needs_intervention_keeps_and_lists_the_copy(stack: World) -> None:
     world = stack
-    world.engine.unhealthy_versions.add("1.3.0")
-    world.snapshots.fail["swap_in_copy"] = SnapshotCorrupt("the server refused the rename")
-    record = await world.update("1.3.0")
-    assert record.result is Stage.NEEDS_INTERVENTION
+    record = await _failing_rollback(
+        world, snapshots={"swap_in_copy": SnapshotCorrupt("the server refused the rename")}
+    )
     copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
     assert world.snapshots.copies == {copy}
     assert any(copy in line for line in record.kept), record.kept
@@ -494,11 +506,13 @@ async def test_needs_intervention_lists_a_copy_its_journal_never_called_ready(
     then restores the dump, which fails: the copy exists and is listed (checked, not
     assumed from the journal), and nothing is listed that does not exist."""
     world = stack
-    world.engine.unhealthy_versions.add("1.3.0")
-    world.snapshots.fail["copy_database:after"] = BackupFailed("statement timeout")
-    world.snapshots.fail["restore"] = SnapshotCorrupt("postgres.dump: checksum mismatch")
-    record = await world.update("1.3.0")
-    assert record.result is Stage.NEEDS_INTERVENTION
+    record = await _failing_rollback(
+        world,
+        snapshots={
+            "copy_database:after": BackupFailed("statement timeout"),
+            "restore": SnapshotCorrupt("postgres.dump: checksum mismatch"),
+        },
+    )
     assert record.rollback_copy == "making"
     copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
     assert world.snapshots.copies == {copy}
@@ -511,11 +525,13 @@ async def test_kept_databases_fall_back_to_the_journal_when_they_cannot_be_liste
     stack: World,
 ) -> None:
     world = stack
-    world.engine.unhealthy_versions.add("1.3.0")
-    world.snapshots.fail["swap_in_copy"] = SnapshotCorrupt("the server refused the rename")
-    world.snapshots.fail["run_databases"] = SnapshotError("the database server is gone")
-    record = await world.update("1.3.0")
-    assert record.result is Stage.NEEDS_INTERVENTION
+    record = await _failing_rollback(
+        world,
+        snapshots={
+            "swap_in_copy": SnapshotCorrupt("the server refused the rename"),
+            "run_databases": SnapshotError("the database server is gone"),
+        },
+    )
     copy = f"{FAKE_DATABASE}__copy_{record.update_id}"
     assert [line for line in record.kept if copy in line] == [
         f"database {copy} (a copy of the database before the update) "
