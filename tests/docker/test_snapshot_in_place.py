@@ -102,7 +102,10 @@ async def test_a_sibling_left_by_a_crash_is_replaced_and_removed(
     """A crashed restore's sibling (same tag) is removed by the next restore of the same
     snapshot, which then reads through its own; a sibling that was created and never
     started (a crash between the two) is swept by the sidecar's first in-place read."""
-    service = snapshot_service(postgres=postgres.container_id)
+    # A project of its own: the first in-place read of any other test's service sweeps
+    # its project's unusable siblings, and this one's planted leftover must not be theirs.
+    project = f"snaptest-{postgres.container_id[:12]}"
+    service = snapshot_service(postgres=postgres.container_id, project=project)
     pg_state.seed(postgres)
     old = pg_state.state(postgres)
     manifest = await service.create(SnapshotReason.MANUAL)
@@ -114,7 +117,7 @@ async def test_a_sibling_left_by_a_crash_is_replaced_and_removed(
     docker(
         "create", "--name", never_started, "--label", f"{SIBLING_LABEL}=other",
         "--label", f"{SIBLING_OF_LABEL}={postgres.container_id}",
-        "--label", f"{SIBLING_PROJECT_LABEL}=snaptest", "--entrypoint", "sleep",
+        "--label", f"{SIBLING_PROJECT_LABEL}={project}", "--entrypoint", "sleep",
         postgres_image(postgres), "60",
     )  # fmt: skip
     assert len(pg_state.container_leftovers(postgres, settle=0).splitlines()) == 2
