@@ -14,15 +14,22 @@ parallel) add up to the sum over the table. It keeps duplicate rows apart from
 none: two equal rows add their hash twice (an ``xor`` would cancel them). It is
 exact (``sum(bigint)`` is ``numeric``), so nothing wraps around.
 
-The row hash (method ``row-v2``, PostgreSQL 14 and later) is
+The row hash (method ``row-v3``, PostgreSQL 14 and later) is
 ``hash_record_extended(ROW(…), 0)``: each column is hashed by its type's own hash
 function, which is about three times cheaper than printing the row as text. Only
 types whose hash tells apart exactly what their text form does are hashed as
 values (integers, ``bool``, ``text``/``varchar``/``name`` with the "C" collation,
-``bytea``, ``uuid``, dates and times); every other column is hashed as its text
-(``numeric`` 1.0 and 1.00 are equal but print differently, ``-0`` and ``0``
-floats too, case-insensitive collations hash alike). Method ``text-v1`` (older
-servers, older snapshots) hashes ``ROW(r.*)::text`` with ``hashtextextended``.
+``bytea``, ``uuid``, dates and times); ``real`` and ``double precision`` are hashed
+as their binary form (``float4send``/``float8send``: printing a float is a fifth of
+the whole row hash's cost), with every NaN as the one NaN the text ``NaN`` reads back
+as (``'inf' - 'inf'`` stores another bit pattern, and the dump carries only the
+text); every other column is hashed as its text (``numeric`` 1.0 and 1.00 are equal
+but print differently, case-insensitive collations hash alike). A float's binary
+form tells apart exactly what its text does: the text is the shortest that reads
+back to the same bits (``extra_float_digits`` 3), ``-0`` included.
+Method ``row-v2`` (snapshots of before) hashed floats as their text; method
+``text-v1`` (older servers, older snapshots) hashes ``ROW(r.*)::text`` with
+``hashtextextended``. A snapshot is verified by the method it was taken with.
 The output settings are fixed first (:data:`STABLE_OUTPUT`) so that a value's
 text is the same at dump and at restore.
 """
@@ -36,7 +43,11 @@ from typing import Any
 
 from supervisor.snapshots.models import ChecksumMethod
 
-ROW_METHOD: ChecksumMethod = "row-v2"
+ROW_V3_METHOD: ChecksumMethod = "row-v3"
+ROW_V2_METHOD: ChecksumMethod = "row-v2"  # floats as text; snapshots of before
+ROW_METHOD = ROW_V3_METHOD  # what a new snapshot is taken with (PostgreSQL 14 and later)
+# The methods that hash column values (and so can split a table into page ranges).
+ROW_METHODS: frozenset[ChecksumMethod] = frozenset({ROW_V3_METHOD, ROW_V2_METHOD})
 TEXT_METHOD: ChecksumMethod = "text-v1"
 ROW_METHOD_MIN_VERSION = 140000  # hash_record_extended and TID range scans
 LARGE_OBJECT_CHUNK = 1 << 20
@@ -57,6 +68,8 @@ _VALUE_HASHED = {
     25: "text", 26: "oid", 1043: "varchar", 1082: "date", 1083: "time", 1114: "timestamp",
     1184: "timestamptz", 2950: "uuid",
 }  # fmt: skip
+# real, double precision: their binary form, with every NaN as the canonical one.
+_BINARY_FLOAT = {700: ("float4send", "7fc00000"), 701: ("float8send", "7ff8000000000000")}
 _USER_RELATION = (
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relkind = '{kind}' AND n.nspname <> 'information_schema' "
@@ -157,7 +170,12 @@ def row_hash(table: TablePlan, method: ChecksumMethod) -> str:
     values = []
     for name, type_oid in table.columns:
         column = f"r.{quote_ident(name)}"
-        if type_oid not in _VALUE_HASHED:
+        if method == ROW_V3_METHOD and type_oid in _BINARY_FLOAT:
+            send, nan = _BINARY_FLOAT[type_oid]
+            values.append(
+                f"CASE WHEN {column} = 'NaN' THEN decode('{nan}', 'hex') ELSE {send}({column}) END"
+            )
+        elif type_oid not in _VALUE_HASHED:
             values.append(f'{column}::text COLLATE "C"')
         elif _VALUE_HASHED[type_oid] in ("text", "varchar", "name"):
             values.append(f'{column} COLLATE "C"')

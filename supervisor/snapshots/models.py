@@ -100,7 +100,7 @@ class SequenceStats(_Model):
 
 
 # How the per-table checksums were computed (see supervisor.snapshots.checksum_sql).
-ChecksumMethod = Literal["text-v1", "row-v2"]
+ChecksumMethod = Literal["text-v1", "row-v2", "row-v3"]
 
 
 class PostgresDump(_Model):

@@ -65,7 +65,7 @@ async def run_jobs(
     With ``snapshot`` every connection sees exactly that exported snapshot. With
     ``work`` the jobs are killed in the container if this call is cancelled.
     """
-    bins = cs.split_work(tables, workers, splittable=method == cs.ROW_METHOD) or [[]]
+    bins = cs.split_work(tables, workers, splittable=method in cs.ROW_METHODS) or [[]]
     # The large objects go with the lightest share.
     light = min(range(len(bins)), key=lambda i: sum(p.weight for p in bins[i]))
     shares = [cs.job_commands(b, method, large_objects=i == light) for i, b in enumerate(bins)]

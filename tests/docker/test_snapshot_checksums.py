@@ -27,6 +27,13 @@ from tests.support import pg_state
 from tests.support.databases import PostgresHandle
 from tests.support.dockercli import exec_in
 
+# Floats are hashed by their bits: -0 is not 0, and a NaN made by arithmetic (another
+# bit pattern than the text 'NaN' reads back as) must still verify after a restore.
+READINGS_SQL = (
+    "CREATE TABLE readings (v float8, w real); INSERT INTO readings VALUES ('-0', '-0'), "
+    "('inf'::float8 - 'inf'::float8, 'inf'::real - 'inf'::real), ('NaN', 'NaN'), "
+    "(0.1, 0.1), ('Infinity', '-Infinity'), (NULL, NULL);"
+)
 LARGE_OBJECTS_SQL = (
     "SELECT lo_from_bytea(0, decode(repeat('0123456789abcdef', 200000), 'hex')); "
     "SELECT lo_from_bytea(0, 'small');"
@@ -47,6 +54,8 @@ CHANGES = [
     # Both copies of a duplicate changed alike: an xor of row hashes would not notice.
     ("changed duplicates", "UPDATE dupes SET v = 'changed' WHERE v = 'same'",
      r"table public\.dupes: same row count, different content"),
+    ("float sign", "UPDATE readings SET v = 0 WHERE v::text = '-0'",
+     r"table public\.readings: same row count, different content"),
 ]  # fmt: skip
 
 
@@ -66,10 +75,11 @@ async def test_restore_verification_catches_each_kind_of_difference(
 ) -> None:
     pg_state.seed(postgres)
     postgres.psql(LARGE_OBJECTS_SQL)
+    postgres.psql(READINGS_SQL)
     service = snapshot_service(postgres=postgres.container_id)
     previous = await service.create(SnapshotReason.MANUAL)
     assert previous.postgres is not None
-    assert previous.postgres.checksum_method == "row-v2"
+    assert previous.postgres.checksum_method == "row-v3"
     assert previous.postgres.large_objects is not None
     assert previous.postgres.large_objects.rows == 2
     assert previous.postgres.sequences is not None
@@ -98,6 +108,29 @@ async def test_restore_verification_catches_each_kind_of_difference(
             failures[what],
         )
     assert pg_state.container_leftovers(postgres) == ""
+
+
+async def test_a_snapshot_taken_with_row_v2_still_verifies(
+    postgres: PostgresHandle, snapshot_service: SnapshotFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot taken before row-v3 (floats hashed as their text) is verified by the
+    method it was taken with, and still catches a changed float."""
+    postgres.psql(READINGS_SQL)
+    service = snapshot_service(postgres=postgres.container_id)
+    with monkeypatch.context() as patch:
+        patch.setattr(cs, "ROW_METHOD", cs.ROW_V2_METHOD)  # the dump side of before
+        old = await service.create(SnapshotReason.MANUAL)
+    assert old.postgres is not None
+    assert old.postgres.checksum_method == "row-v2"
+    await service.restore_postgres_into(old.id, "old_intact")
+    await service.drop_database("old_intact")
+    postgres.psql("UPDATE readings SET w = 0.2 WHERE w = 0.1::real")
+    changed = await service.create(SnapshotReason.MANUAL)
+    assert changed.postgres is not None
+    assert changed.postgres.checksum_method == "row-v3"
+    _graft_checksums(service, changed.id, old)
+    with pytest.raises(RestoreFailed, match=r"table public\.readings: same row count"):
+        await service.restore_postgres_into(changed.id, "old_tampered")
 
 
 async def test_checksums_split_a_large_table_over_connections(

@@ -36,7 +36,18 @@ def test_row_hash_hashes_exact_types_as_values_and_the_rest_as_text() -> None:
     t = table(columns=(("id", 20), ("Name", 25), ("amount", 1700), ("x", 701), ("at", 1184)))
     assert cs.row_hash(t, cs.ROW_METHOD) == (
         'hash_record_extended(ROW(r."id", r."Name" COLLATE "C", r."amount"::text COLLATE "C", '
+        "CASE WHEN r.\"x\" = 'NaN' THEN decode('7ff8000000000000', 'hex') "
+        'ELSE float8send(r."x") END, r."at"), 0)'
+    )
+    # Snapshots taken with row-v2 are verified as they were taken: floats as text.
+    assert cs.row_hash(t, cs.ROW_V2_METHOD) == (
+        'hash_record_extended(ROW(r."id", r."Name" COLLATE "C", r."amount"::text COLLATE "C", '
         'r."x"::text COLLATE "C", r."at"), 0)'
+    )
+    real = table(columns=(("f", 700),))
+    assert cs.row_hash(real, cs.ROW_METHOD) == (
+        "hash_record_extended(ROW(CASE WHEN r.\"f\" = 'NaN' THEN decode('7fc00000', 'hex') "
+        'ELSE float4send(r."f") END), 0)'
     )
     assert cs.row_hash(t, cs.TEXT_METHOD) == "hashtextextended(ROW(r.*)::text, 0)"
     assert cs.row_hash(table(columns=()), cs.ROW_METHOD) == "0::bigint"
