@@ -2,7 +2,8 @@
 
 ::
 
-    1. (caller) every snapshot file re-hashed against its manifest  ─ corrupt? stop here
+    1. (caller) every snapshot file re-hashed against its manifest, while the
+       read-only questions and 2-3 run; awaited before 4  ─ corrupt? stop here
     2. CREATE DATABASE <db>__restore_<id>   (owner, encoding, locale, settings as dumped)
     3. postgres.dump readable in the container, while 2 runs:      ─┐ any failure:
        read in place through a sibling, else uploaded (in_place)     │ drop the new
@@ -38,6 +39,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +72,21 @@ async def missing_roles(pg: PostgresSnapshots, dump: PostgresDump) -> list[str]:
 
 
 async def ensure_roles(
-    pg: PostgresSnapshots, folder: Path, dump: PostgresDump, missing: list[str] | None = None
+    pg: PostgresSnapshots,
+    folder: Path,
+    dump: PostgresDump,
+    missing: list[str] | None = None,
+    verified: Awaitable[object] | None = None,
 ) -> None:
     """Create the roles the dump refers to that the cluster lacks (nothing else);
-    ``missing`` if the caller asked already."""
+    ``missing`` if the caller asked already; ``verified`` (the snapshot's files
+    re-hashed) is awaited before the saved globals are read."""
     if missing is None:
         missing = await missing_roles(pg, dump)
     if not missing:
         return
+    if verified is not None:
+        await verified
     globals_sql = await asyncio.to_thread((folder / dump.globals_file).read_text, "utf-8")
     statements = sql.missing_roles_sql(globals_sql, missing)
     _LOGGER.info("creating roles missing from the cluster: %s", ", ".join(missing))
@@ -86,11 +95,18 @@ async def ensure_roles(
 
 
 async def load_into(
-    pg: PostgresSnapshots, folder: Path, dump: PostgresDump, entry: FileEntry, target: str
+    pg: PostgresSnapshots,
+    folder: Path,
+    dump: PostgresDump,
+    entry: FileEntry,
+    target: str,
+    verified: Awaitable[object] | None = None,
 ) -> None:
     """Steps 2-5 into a new database ``target``, which is dropped again if any step fails.
 
-    The dump is made readable (in place, else uploaded) while the database is created.
+    The dump is made readable (in place, else uploaded) while the database is created,
+    and both while ``verified`` (the caller's re-hash of the snapshot's files) runs; it
+    is awaited before ``pg_restore`` reads a byte.
     The restore runs in two parts, and the checksums of the restored copy run while the
     second part (``post-data``: indexes, constraints, triggers, which change no row,
     sequence or large object) builds the indexes: neither waits for the other.
@@ -108,6 +124,8 @@ async def load_into(
     try:
         async with pg.readable(folder, entry, work_tag(target)) as (work, path):
             await create
+            if verified is not None:
+                await verified
             await _pg_restore(pg, work, target, path, "pg_restore", DATA_SECTIONS)
             measuring = asyncio.ensure_future(
                 pg_checksums.measure(pg, target, dump.checksum_method, RestoreFailed)
@@ -197,6 +215,7 @@ async def restore_replacing(
     entry: FileEntry,
     snapshot_id: str,
     keep_as: str | None = None,
+    verified: Awaitable[object] | None = None,
 ) -> str | None:
     """Replace the live database by the dump (steps 2-7); see the module docstring.
 
@@ -211,7 +230,7 @@ async def restore_replacing(
     restored = sql.derived_name(live, f"__restore_{short}")
     await pg.ensure_running(RestoreFailed)
     try:
-        return await _replace(pg, folder, dump, entry, (live, restored, short), keep_as)
+        return await _replace(pg, folder, dump, entry, (live, restored, short), keep_as, verified)
     finally:
         await asyncio.shield(quietly_connectable(pg, live))
 
@@ -223,6 +242,7 @@ async def _replace(
     entry: FileEntry,
     names: tuple[str, str, str],
     keep_as: str | None,
+    verified: Awaitable[object] | None,
 ) -> str | None:
     live, restored, short = names
     await ensure_connectable(pg, live)
@@ -239,9 +259,9 @@ async def _replace(
         await ensure_connectable(pg, keep_as)
         return keep_as
     old = keep_as or await _free_old_name(pg, live, short)
-    await ensure_roles(pg, folder, dump)
+    await ensure_roles(pg, folder, dump, verified=verified)
     try:
-        await load_into(pg, folder, dump, entry, restored)
+        await load_into(pg, folder, dump, entry, restored, verified)
     except RestoreFailed as err:
         raise RestoreFailed(
             f"{err.message}; the database {live!r} was left as it was", **err.details

@@ -397,13 +397,30 @@ class SnapshotService:
         _report(progress, "verify", f"checking the files of snapshot {snapshot_id}", 0)
         # Only the parts restored must be intact: a rollback that swapped its copy in
         # restores InfluxDB alone, whatever became of the PostgreSQL dump.
-        needed = _restored_files(await self.store.get(snapshot_id), with_postgres, with_influxdb)
-        manifest: SnapshotManifest
-        manifest, pg, influx = await together(
-            self.store.verify(snapshot_id, needed), self._postgres(RestoreFailed),
-            self._influx(RestoreFailed),
-        )  # fmt: skip
+        manifest = await self.store.get(snapshot_id)
         self.store.check_project(manifest)
+        needed = _restored_files(manifest, with_postgres, with_influxdb)
+        # The re-hash runs while the questions below are asked; the first change waits for it.
+        async with self.store.verifying(snapshot_id, needed) as verified:
+            await self._restore_verifying(
+                manifest, verified, progress, keep_replaced_as, with_influxdb, with_postgres
+            )
+        _report(progress, "done", f"restored snapshot {snapshot_id}", 100)
+        return manifest
+
+    async def _restore_verifying(
+        self,
+        manifest: SnapshotManifest,
+        verified: Awaitable[object],
+        progress: SnapshotProgressCallback | None,
+        keep_replaced_as: str | None,
+        with_influxdb: bool,
+        with_postgres: bool,
+    ) -> None:
+        snapshot_id = manifest.id
+        pg: PostgresSnapshots | None
+        influx: InfluxSnapshots | None
+        pg, influx = await together(self._postgres(RestoreFailed), self._influx(RestoreFailed))
         folder = self.store.path_of(snapshot_id)
         if with_postgres and manifest.postgres is None and pg is not None:
             raise RestoreFailed(
@@ -415,7 +432,8 @@ class SnapshotService:
             )
         if not with_postgres:
             pg = None
-        # Everything that can be checked is checked before the first change.
+        # Everything that can be checked is checked before the first change (the files'
+        # re-hash included: restore_replacing awaits it before anything is restored).
         if manifest.postgres is not None and with_postgres:
             pg = self._matching_postgres(pg, manifest)
             if keep_replaced_as is not None and not sql.is_kept_name(pg.database, keep_replaced_as):
@@ -433,18 +451,17 @@ class SnapshotService:
             _report(progress, "postgres", f"restoring PostgreSQL database {pg.database}", 10)
             entry = manifest.file(manifest.postgres.dump_file)
             await postgres_restore.restore_replacing(
-                pg, folder, manifest.postgres, entry, snapshot_id, keep_as=keep_replaced_as
+                pg, folder, manifest.postgres, entry, snapshot_id, keep_replaced_as, verified
             )
         if manifest.influxdb is not None and influx is not None and with_influxdb:
             _report(progress, "influxdb", "restoring InfluxDB", 70)
             entry = manifest.file(manifest.influxdb.archive_file)
+            await verified
             try:
                 await influx.restore(folder, manifest.influxdb, entry)
             except SnapshotError as err:
                 done = "PostgreSQL was restored; " if manifest.postgres else ""
                 raise RestoreFailed(f"{done}{err.message}") from err
-        _report(progress, "done", f"restored snapshot {snapshot_id}", 100)
-        return manifest
 
     def _matching_postgres(
         self, pg: PostgresSnapshots | None, manifest: SnapshotManifest
@@ -461,29 +478,30 @@ class SnapshotService:
 
     async def restore_postgres_into(self, snapshot_id: str, database: str) -> None:
         async with self._lock:
-            manifest: SnapshotManifest
-            manifest, located = await together(
-                self.store.verify(snapshot_id), self._postgres(RestoreFailed)
-            )
+            manifest = await self.store.get(snapshot_id)
             self.store.check_project(manifest)
-            pg = self._matching_postgres(located, manifest)
-            assert manifest.postgres is not None
-            if database in (pg.database, "postgres", "template0", "template1"):
-                raise RestoreFailed(f"refusing to restore a scratch copy over {database!r}")
-            try:
-                await pg.ensure_running(RestoreFailed)  # "not running" first, as the clear error
-                exists, missing = await together(
-                    pg.database_exists(database, RestoreFailed),
-                    postgres_restore.missing_roles(pg, manifest.postgres),
-                )
-                if exists:
-                    raise RestoreFailed(f"database {database!r} exists already; drop it first")
-                folder = self.store.path_of(snapshot_id)
-                await postgres_restore.ensure_roles(pg, folder, manifest.postgres, missing)
-                entry = manifest.file(manifest.postgres.dump_file)
-                await postgres_restore.load_into(pg, folder, manifest.postgres, entry, database)
-            except EngineError as err:
-                raise RestoreFailed(f"restoring into {database!r} failed: {err.message}") from err
+            async with self.store.verifying(snapshot_id) as verified:
+                pg = self._matching_postgres(await self._postgres(RestoreFailed), manifest)
+                assert manifest.postgres is not None
+                if database in (pg.database, "postgres", "template0", "template1"):
+                    raise RestoreFailed(f"refusing to restore a scratch copy over {database!r}")
+                try:
+                    await pg.ensure_running(RestoreFailed)  # "not running" first: the clear error
+                    exists, missing = await together(
+                        pg.database_exists(database, RestoreFailed),
+                        postgres_restore.missing_roles(pg, manifest.postgres),
+                    )
+                    if exists:
+                        raise RestoreFailed(f"database {database!r} exists already; drop it first")
+                    folder = self.store.path_of(snapshot_id)
+                    dump = manifest.postgres
+                    await postgres_restore.ensure_roles(pg, folder, dump, missing, verified)
+                    entry = manifest.file(dump.dump_file)
+                    await postgres_restore.load_into(pg, folder, dump, entry, database, verified)
+                except EngineError as err:
+                    raise RestoreFailed(
+                        f"restoring into {database!r} failed: {err.message}"
+                    ) from err
 
     async def restore_postgres_into_sandbox(self, snapshot_id: str, container_id: str) -> None:
         async with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -122,6 +123,47 @@ async def test_verify_finds_damage(tmp_path: Path, damage: str) -> None:
     with pytest.raises(SnapshotCorrupt, match="postgres.dump") as err:
         await store.verify(manifest.id)
     assert http_status(err.value) == 422
+
+
+async def test_verifying_runs_beside_the_caller_and_its_damage_wins(tmp_path: Path) -> None:
+    """The re-hash runs while the caller works; a damaged file is the error raised, whether
+    the caller awaited the re-hash, never did, or failed of something else meanwhile."""
+    store = SnapshotStore(tmp_path, "proj")
+    intact = await _snapshot(store, b"0123456789" * 1000)
+    async with store.verifying(intact.id) as verified:
+        assert not verified.done()  # the caller runs first
+        assert (await verified).id == intact.id
+
+    damaged = await _snapshot(store, b"abc", at=datetime(2025, 1, 1, tzinfo=UTC))
+    (tmp_path / damaged.id / "postgres.dump").write_bytes(b"abd" * 3)
+    with pytest.raises(SnapshotCorrupt, match="postgres.dump"):
+        async with store.verifying(damaged.id):
+            pass  # never awaited: still refused on the way out
+    with pytest.raises(SnapshotCorrupt, match="postgres.dump") as err:
+        async with store.verifying(damaged.id):
+            raise RuntimeError("pg_restore failed")  # a failure the damage may have caused
+    assert isinstance(err.value.__cause__, RuntimeError)
+    # Damage in files the caller did not ask for does not count.
+    async with store.verifying(damaged.id, names=()) as verified:
+        await verified
+
+
+async def test_verifying_cancelled_stops_the_rehash(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path, "proj")
+    manifest = await _snapshot(store)
+    caught: list[asyncio.Future[SnapshotManifest]] = []
+
+    async def restore() -> None:
+        async with store.verifying(manifest.id) as verified:
+            caught.append(verified)
+            await asyncio.sleep(3600)
+
+    task = asyncio.ensure_future(restore())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert caught[0].done()
 
 
 async def test_unreadable_manifests(tmp_path: Path) -> None:
