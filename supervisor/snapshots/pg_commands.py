@@ -253,6 +253,20 @@ def existing_databases(names: Sequence[str]) -> str:
     return f"SELECT datname FROM pg_database WHERE datname IN ({listed}) ORDER BY 1"  # noqa: S608
 
 
+def survey(databases: Sequence[str], roles: Sequence[str]) -> str:
+    """One JSON object: which of ``databases`` exist (name → takes connections) and which
+    of ``roles`` exist (a list): every question a restore asks before it acts, at once."""
+    names = ", ".join(quote_literal(name) for name in databases)
+    wanted = ", ".join(quote_literal(role) for role in roles)
+    return (
+        "SELECT json_build_object('databases', (SELECT coalesce(json_object_agg("  # noqa: S608
+        "datname, datallowconn), '{}') FROM pg_database "
+        f"WHERE datname::text = ANY (ARRAY[{names}]::text[])), 'roles', (SELECT "
+        "coalesce(json_agg(rolname), '[]') FROM pg_roles "
+        f"WHERE rolname::text = ANY (ARRAY[{wanted}]::text[])))"
+    )
+
+
 def swap_databases(
     live: str, restored: str, old: str, live_exists: bool, end_sessions_of_restored: bool = False
 ) -> list[str]:

@@ -36,9 +36,9 @@ from supervisor.exceptions import (
 from supervisor.snapshots import pg_commands as sql
 from supervisor.snapshots.postgres import PostgresSnapshots
 from supervisor.snapshots.postgres_restore import (
+    allow_refused,
     committed_anyway,
     drop_quietly,
-    ensure_connectable,
     quietly_connectable,
 )
 from supervisor.snapshots.protocol import CopySwap
@@ -106,19 +106,19 @@ async def swap_in(pg: PostgresSnapshots, copy: str, keep_as: str) -> CopySwap:
     live = pg.database
     if not (sql.is_copy_name(live, copy) and sql.is_kept_name(live, keep_as)):
         raise RestoreFailed(f"refusing to swap {copy!r} in for {live!r} keeping {keep_as!r}")
-    for name in (live, copy):  # a swap interrupted by a crash leaves them refusing sessions
-        await ensure_connectable(pg, name)
-    if not await pg.database_exists(copy, RestoreFailed):
-        done = await pg.database_exists(keep_as, RestoreFailed) and await pg.database_exists(
-            live, RestoreFailed
-        )
+    # Every question at once: this runs while the stack is down.
+    survey = await pg.survey([live, copy, keep_as], [], RestoreFailed)
+    # A swap interrupted by a crash leaves them refusing sessions.
+    await allow_refused(pg, survey, live, copy)
+    if not survey.exists(copy):
+        done = survey.exists(keep_as) and survey.exists(live)
         return CopySwap(swapped=True, kept=keep_as) if done else CopySwap(swapped=False)
-    if await pg.database_exists(keep_as, RestoreFailed):
+    if survey.exists(keep_as):
         raise RestoreFailed(
             f"database {keep_as} exists already; the rollback copy {copy} was not swapped "
             "in (both are kept)"
         )
-    live_exists = await pg.database_exists(live, RestoreFailed)
+    live_exists = survey.exists(live)
     commands = sql.swap_databases(live, copy, keep_as, live_exists, end_sessions_of_restored=True)
     try:
         await pg.maintenance(*commands, error=RestoreFailed, purpose="swap")

@@ -53,7 +53,7 @@ from supervisor.snapshots import pg_checksums
 from supervisor.snapshots import pg_commands as sql
 from supervisor.snapshots.models import FileEntry, PostgresDump
 from supervisor.snapshots.pg_commands import stderr_of
-from supervisor.snapshots.postgres import PostgresSnapshots
+from supervisor.snapshots.postgres import PostgresSnapshots, Survey
 from supervisor.snapshots.workdir import ContainerWorkdir
 
 _LOGGER = logging.getLogger(__name__)
@@ -191,20 +191,33 @@ async def ensure_connectable(pg: PostgresSnapshots, name: str) -> None:
         sql.allow_connections_state(name), error=RestoreFailed, purpose="allowconn"
     )
     if state.strip() == "f":
-        _LOGGER.warning("database %s refused connections (an interrupted swap); allowing", name)
-        await pg.maintenance(sql.allow_connections(name), error=RestoreFailed, purpose="allowconn")
+        await _allow(pg, name)
 
 
-async def _free_old_name(pg: PostgresSnapshots, live: str, short: str) -> str:
+async def allow_refused(pg: PostgresSnapshots, survey: Survey, *names: str) -> None:
+    """:func:`ensure_connectable` for each of ``names``, from a survey's answer."""
+    for name in names:
+        if survey.refuses_connections(name):
+            await _allow(pg, name)
+
+
+async def _allow(pg: PostgresSnapshots, name: str) -> None:
+    _LOGGER.warning("database %s refused connections (an interrupted swap); allowing", name)
+    await pg.maintenance(sql.allow_connections(name), error=RestoreFailed, purpose="allowconn")
+
+
+async def _free_old_name(pg: PostgresSnapshots, live: str, short: str, survey: Survey) -> str:
     """``<db>__old_<id>``, or a variant if an earlier restore left one: that one may hold
     the only copy of data written since, so it is never dropped here (see the runbook)."""
     name = sql.kept_database_name(live, short)
-    while await pg.database_exists(name, RestoreFailed):
+    taken = survey.exists(name)  # the survey asked about the first name
+    while taken:
         _LOGGER.warning(
             "database %s is left from an earlier, interrupted restore; keeping it "
             "(drop it by hand once it is not needed)", name,
         )  # fmt: skip
         name = sql.kept_database_name(live, f"{short}_{secrets.token_hex(2)}")
+        taken = await pg.database_exists(name, RestoreFailed)
     return name
 
 
@@ -245,21 +258,25 @@ async def _replace(
     verified: Awaitable[object] | None,
 ) -> str | None:
     live, restored, short = names
-    await ensure_connectable(pg, live)
+    first_old = sql.kept_database_name(live, short)
+    asked = [live, restored, first_old, *([keep_as] if keep_as else [])]
+    survey = await pg.survey(asked, dump.roles, RestoreFailed)
+    await allow_refused(pg, survey, live)
     # Only a scratch copy of the dump: an interrupted restore of this snapshot left it.
-    if await pg.database_exists(restored, RestoreFailed):
+    if survey.exists(restored):
         await pg.maintenance(sql.drop_database(restored), error=RestoreFailed, purpose="drop")
-    kept_before = keep_as is not None and await pg.database_exists(keep_as, RestoreFailed)
-    if kept_before and await pg.database_exists(live, RestoreFailed):
+    kept_before = keep_as is not None and survey.exists(keep_as)
+    if kept_before and survey.exists(live):
         _LOGGER.info(
             "database %s exists: an earlier restore swapped %s already; not restoring again",
             keep_as, live,
         )  # fmt: skip
         assert keep_as is not None
-        await ensure_connectable(pg, keep_as)
+        await allow_refused(pg, survey, keep_as)
         return keep_as
-    old = keep_as or await _free_old_name(pg, live, short)
-    await ensure_roles(pg, folder, dump, verified=verified)
+    old = keep_as or await _free_old_name(pg, live, short, survey)
+    missing = [role for role in dump.roles if role not in survey.roles]
+    await ensure_roles(pg, folder, dump, missing, verified)
     try:
         await load_into(pg, folder, dump, entry, restored, verified)
     except RestoreFailed as err:

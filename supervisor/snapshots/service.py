@@ -487,14 +487,12 @@ class SnapshotService:
                     raise RestoreFailed(f"refusing to restore a scratch copy over {database!r}")
                 try:
                     await pg.ensure_running(RestoreFailed)  # "not running" first: the clear error
-                    exists, missing = await together(
-                        pg.database_exists(database, RestoreFailed),
-                        postgres_restore.missing_roles(pg, manifest.postgres),
-                    )
-                    if exists:
-                        raise RestoreFailed(f"database {database!r} exists already; drop it first")
-                    folder = self.store.path_of(snapshot_id)
                     dump = manifest.postgres
+                    survey = await pg.survey([database], dump.roles, RestoreFailed)
+                    if survey.exists(database):
+                        raise RestoreFailed(f"database {database!r} exists already; drop it first")
+                    missing = [role for role in dump.roles if role not in survey.roles]
+                    folder = self.store.path_of(snapshot_id)
                     await postgres_restore.ensure_roles(pg, folder, dump, missing, verified)
                     entry = manifest.file(dump.dump_file)
                     await postgres_restore.load_into(pg, folder, dump, entry, database, verified)

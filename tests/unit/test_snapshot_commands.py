@@ -226,3 +226,9 @@ def test_list_settings_are_set_element_by_element(stored: str, expected: str) ->
     stored text as a single schema name."""
     key = stored.partition("=")[0]
     assert pg.database_setting("db", stored) == f'ALTER DATABASE "db" SET {key} TO {expected}'
+
+
+def test_survey_asks_every_name_quoted_and_copes_with_none() -> None:
+    text = pg.survey(["app", "it's"], [])
+    assert "ARRAY['app', 'it''s']::text[]" in text
+    assert "ARRAY[]::text[]" in text  # no role asked: still valid SQL, nothing found
