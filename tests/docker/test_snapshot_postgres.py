@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ import pytest
 from supervisor.api.errors import http_status
 from supervisor.exceptions import RestoreFailed, SnapshotCorrupt
 from supervisor.snapshots import SnapshotReason
+from supervisor.snapshots import store as store_module
+from supervisor.snapshots.models import FileEntry
 from tests.docker.conftest import SnapshotFactory, rewrite_manifest_hash
 from tests.support import pg_state
 from tests.support.databases import PostgresHandle
@@ -122,7 +125,7 @@ async def test_snapshot_while_the_app_writes_still_verifies(
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-async def test_corrupt_dump_is_refused_before_any_database_is_touched(
+async def test_corrupt_dump_is_refused_before_anything_is_restored(
     postgres: PostgresHandle, snapshot_service: SnapshotFactory, damage: str
 ) -> None:
     pg_state.seed(postgres)
@@ -150,6 +153,35 @@ async def test_corrupt_dump_is_refused_before_any_database_is_touched(
     # pg_state.state itself runs a handful of read-only transactions; no restore step ran.
     after = postgres.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = 'appdb'")
     assert int(after) - int(commits) < 50
+    # The re-hash ran beside the scratch database and the sibling: neither is left.
+    assert pg_state.container_leftovers(postgres) == ""
+
+
+async def test_the_rehash_runs_beside_the_scratch_database_and_pg_restore_waits(
+    postgres: PostgresHandle, snapshot_service: SnapshotFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files' re-hash is not waited for alone (docs/snapshots.md, restore step 1): the
+    scratch database is created while it runs, and pg_restore starts only after it."""
+    pg_state.seed(postgres)
+    service = snapshot_service(postgres=postgres.container_id)
+    manifest = await service.create(SnapshotReason.MANUAL)
+    real_hash = store_module.hash_file
+    tables_while_hashing: list[str] = []
+
+    def slow_hash(path: Path) -> FileEntry:
+        deadline = time.monotonic() + 30
+        while "scratch" not in pg_state.databases(postgres):
+            assert time.monotonic() < deadline, "no scratch database while the files were hashed"
+            time.sleep(0.05)
+        sql = "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        tables_while_hashing.append(postgres.psql(sql, "scratch"))
+        return real_hash(path)
+
+    monkeypatch.setattr(store_module, "hash_file", slow_hash)
+    await service.restore_postgres_into(manifest.id, "scratch")
+
+    assert tables_while_hashing == ["0", "0"]  # the dump and the globals; nothing restored yet
+    assert int(postgres.psql("SELECT count(*) FROM customers", "scratch")) > 0
 
 
 async def test_a_dump_that_does_not_restore_leaves_the_live_database(
