@@ -53,8 +53,8 @@ async def read_json(request: web.Request) -> Any:
             f"the body must be application/json, not {request.content_type or 'untyped'}"
         )
     raw = await request.read()  # raises 413 past client_max_size
-    if not raw.strip():
-        return {}
+    if not raw:
+        return {}  # only a truly empty body is "no body": whitespace is not JSON
     if _nesting(raw) > MAX_JSON_DEPTH:
         raise BadRequest(_TOO_DEEP)
     try:

@@ -15,7 +15,13 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from supervisor.update.models import MAX_VERSION_LENGTH, RunEvent, RunRecord, StartRequest
+from supervisor.update.models import (
+    MAX_VERSION_LENGTH,
+    VERSION_PATTERN,
+    RunEvent,
+    RunRecord,
+    StartRequest,
+)
 from supervisor.update.summary import Blocked, LastResult, RunningRun
 
 from .const import UPDATE_ID_PATTERN
@@ -324,8 +330,9 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/admin/update/plan": {"get": _op(
             "Dry run: what an update would change and what would block it",
             {200: _json(_OBJECT, "The plan")}, (400, 502, 503), params=[
-                _query("target_version", {"type": "string", "maxLength": MAX_VERSION_LENGTH},
-                       "Version to plan for; default the latest"),
+                _query("target_version", {"type": "string", "maxLength": MAX_VERSION_LENGTH,
+                                          "pattern": f"^$|{VERSION_PATTERN}"},
+                       "Version to plan for; empty or absent: the latest"),
                 _query("force", {"type": "string", "enum": ["true", "false"]},
                        "Plan as if forced (downgrade, same version)")])},
         "/admin/update/history": {"get": _op(

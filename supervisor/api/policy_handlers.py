@@ -13,7 +13,7 @@ from aiohttp import web
 
 from supervisor.exceptions import BadRequest, NotFound
 from supervisor.policy.autopilot import Autopilot
-from supervisor.update.release import parse_version
+from supervisor.update.release import parse_requested_version
 
 from .body import query_int, read_json, read_model
 from .keys import POLICY
@@ -37,7 +37,7 @@ async def policy_view(request: web.Request) -> web.Response:
 
 async def mark_version(request: web.Request) -> web.Response:
     body = await read_model(request, VersionMarkRequest)
-    parse_version(body.version)  # 400 invalid_version for a non-version
+    parse_requested_version(body.version)  # 400 invalid_version for a non-version
     if body.action != "snooze" and body.hours is not None:
         raise BadRequest("hours: only a snooze takes hours")
     mark = await _policy(request).mark(

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from supervisor.exceptions import BadRequest, InvalidVersion, NotCancellable, NotFound
 from supervisor.update.models import MAX_VERSION_LENGTH, StartRequest
+from supervisor.update.release import parse_requested_version
 
 from .badge import auto_apply_status
 from .body import (
@@ -42,18 +43,22 @@ def operator(request: web.Request, given: str | None) -> str:
     return given or f"admin token ({caller(request)})"
 
 
-def check_version_length(value: object) -> None:
-    """A version longer than any tag can be is ``invalid_version`` on start and plan alike."""
-    if isinstance(value, str) and len(value) > MAX_VERSION_LENGTH:
+def check_requested_version(value: object) -> None:
+    """A version no tag can be (too long, whitespace, other characters) is
+    ``invalid_version`` on start and plan alike, before anything else is asked."""
+    if not isinstance(value, str):
+        return  # None is "the latest"; another type is the body model's 400
+    if len(value) > MAX_VERSION_LENGTH:
         raise InvalidVersion(
             f"target_version: longer than {MAX_VERSION_LENGTH} characters ({len(value)})"
         )
+    parse_requested_version(value)
 
 
 async def start_update(request: web.Request) -> web.Response:
     """202 as soon as the run is journaled; progress is then polled or streamed."""
     data = await read_object(request)
-    check_version_length(data.get("target_version"))
+    check_requested_version(data.get("target_version"))
     body = validated(data, StartRequest)
     record = await request.app[UPDATES].start(body, trigger=caller(request))
     answer = StartResponse(update_id=record.update_id, state=record.state)
@@ -114,7 +119,7 @@ async def check_updates(request: web.Request) -> web.Response:
 
 async def plan_update(request: web.Request) -> web.Response:
     target = request.query.get("target_version") or None
-    check_version_length(target)
+    check_requested_version(target)
     force = query_bool(request, "force")
     return reply(await request.app[UPDATES].plan(target, force))
 

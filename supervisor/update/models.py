@@ -20,6 +20,9 @@ LOG_TAIL_LINES = 50
 # The longest version a request may name: an OCI tag is at most 128 characters, and the
 # version becomes the tag. One limit for start, plan, the CLI and the OpenAPI document.
 MAX_VERSION_LENGTH = 128
+# What a requested version may look like: it becomes an image tag, so Docker's tag grammar
+# (packaging alone takes "\x0c2" or " 1.2" for a version, which no tag is).
+VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
 def utcnow() -> datetime:
@@ -114,7 +117,7 @@ class StartRequest(_Model):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    target_version: str | None = Field(None, max_length=MAX_VERSION_LENGTH)
+    target_version: str | None = Field(None, max_length=MAX_VERSION_LENGTH, pattern=VERSION_PATTERN)
     channel: Literal["stable", "beta"] | None = None
     force: bool = False
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from supervisor.exceptions import (
 )
 from supervisor.reference import ImageReference
 from supervisor.registry.protocol import RegistryClient
+from supervisor.update.models import VERSION_PATTERN
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -48,6 +50,21 @@ def parse_version(text: str) -> Version:
         return Version(text)
     except _PackagingInvalidVersion as err:
         raise InvalidVersion(f"{text!r} is not a version (expected e.g. 1.4.2)") from err
+
+
+def parse_requested_version(text: str) -> Version:
+    """A version a caller or a release names: a version that can be an image tag.
+
+    ``packaging`` ignores surrounding whitespace (``"\x0c2"`` is version 2), but the
+    text becomes the tag of every image, and no tag has whitespace: such a request is
+    the caller's ``invalid_version``, not the registry's refusal later.
+    """
+    if not re.fullmatch(VERSION_PATTERN, text):
+        raise InvalidVersion(
+            f"{text[:64]!r} is not a version (expected e.g. 1.4.2: letters, digits, '.', '_' "
+            "and '-' as in an image tag, at most 128 characters)"
+        )
+    return parse_version(text)
 
 
 def unknown_current_version(current: str) -> CurrentVersionUnknown | None:
@@ -144,6 +161,8 @@ class ReleaseResolver:
         return latest_in_channel(await self._registry.list_tags(repository), channel)
 
     async def resolve(self, version: str | None, channel: str) -> Release:
+        if version is not None:
+            parse_requested_version(version)  # the caller's: it may become every image's tag
         manifest_images: dict[str, ImageReference] = {}
         source, compatible = "explicit", False
         if self._fetch_manifest is not None:

@@ -158,6 +158,45 @@ async def test_a_version_at_the_limit_is_looked_up_not_refused_for_length(client
     assert "longer than" not in body["message"]  # it got as far as the registry
 
 
+# --- versions no tag can be, bodies of whitespace ------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["\x0c2", " 1.2.0", "1.2.0\n", "\t1.0", "1.2.0+build", "1 .2"])
+async def test_a_version_no_tag_can_be_is_invalid_version_everywhere(
+    client: Client, world: ApiWorld, version: str
+) -> None:
+    """packaging reads "\x0c2" as version 2; as a tag it is the registry's refusal (a 502
+    that blamed the registry). It is the caller's invalid_version, before anything runs."""
+    status, body = await post(
+        client, "/admin/update/start", json.dumps({"target_version": version})
+    )
+    assert (status, body["error_key"]) == (400, "invalid_version")
+    assert world.manager.current_update_id is None  # nothing was started
+    response = await client.get(
+        "/admin/update/plan", params={"target_version": version}, headers=auth()
+    )
+    assert response.status == 400
+    assert (await response.json())["error_key"] == "invalid_version"
+    status, body = await post(
+        client, "/admin/policy/versions", json.dumps({"version": version, "action": "skip"})
+    )
+    assert (status, body["error_key"]) == (400, "invalid_version")
+
+
+@pytest.mark.parametrize("world_settings", [LARGE_BODIES])  # restore over HTTP enabled
+@pytest.mark.parametrize("raw", ["\n", " ", "\r\n\t", "\x0b", "\x0c"])
+@pytest.mark.parametrize("path", [*JSON_POSTS, "/admin/policy/reload", "/admin/policy/unfreeze"])
+async def test_a_body_of_whitespace_is_not_json(
+    client: Client, world: ApiWorld, path: str, raw: str
+) -> None:
+    """Only an empty body is "no body": whitespace is not JSON (it was read as ``{}``, so
+    POST /admin/snapshots with a newline for a body started a snapshot)."""
+    status, body = await post(client, path, raw)
+    assert (status, body["error_key"]) == (400, "bad_request"), body
+    assert "not valid JSON" in body["message"]
+    assert world.manager.current_update_id is None
+
+
 async def test_the_openapi_document_states_the_one_limit(client: Client) -> None:
     document = await (await client.get("/openapi.json")).json()
     start = document["components"]["schemas"]["StartRequest"]["properties"]["target_version"]
