@@ -152,6 +152,10 @@ class Survey:
     def refuses_connections(self, name: str) -> bool:
         return self.databases.get(name) is False
 
+    def lacking(self, roles: list[str]) -> list[str]:
+        """Those of ``roles`` (the ones the survey asked about) the cluster lacks."""
+        return [role for role in roles if role not in self.roles]
+
 
 class PostgresSnapshots:
     """Dump, size and query one database of one PostgreSQL container."""

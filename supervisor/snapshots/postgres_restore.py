@@ -275,8 +275,7 @@ async def _replace(
         await allow_refused(pg, survey, keep_as)
         return keep_as
     old = keep_as or await _free_old_name(pg, live, short, survey)
-    missing = [role for role in dump.roles if role not in survey.roles]
-    await ensure_roles(pg, folder, dump, missing, verified)
+    await ensure_roles(pg, folder, dump, survey.lacking(dump.roles), verified)
     try:
         await load_into(pg, folder, dump, entry, restored, verified)
     except RestoreFailed as err:

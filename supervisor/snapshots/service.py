@@ -491,9 +491,9 @@ class SnapshotService:
                     survey = await pg.survey([database], dump.roles, RestoreFailed)
                     if survey.exists(database):
                         raise RestoreFailed(f"database {database!r} exists already; drop it first")
-                    missing = [role for role in dump.roles if role not in survey.roles]
                     folder = self.store.path_of(snapshot_id)
-                    await postgres_restore.ensure_roles(pg, folder, dump, missing, verified)
+                    lacking = survey.lacking(dump.roles)
+                    await postgres_restore.ensure_roles(pg, folder, dump, lacking, verified)
                     entry = manifest.file(dump.dump_file)
                     await postgres_restore.load_into(pg, folder, dump, entry, database, verified)
                 except EngineError as err:
