@@ -22,10 +22,10 @@ from supervisor.exceptions import RestoreFailed
 from supervisor.snapshots import SnapshotReason, SnapshotService
 from supervisor.snapshots import checksum_sql as cs
 from supervisor.snapshots.models import SnapshotManifest
+from supervisor.snapshots.postgres import PostgresSnapshots
 from tests.docker.conftest import SnapshotFactory
 from tests.support import pg_state
 from tests.support.databases import PostgresHandle
-from tests.support.dockercli import exec_in
 
 # Floats are hashed by their bits: -0 is not 0, and a NaN made by arithmetic (another
 # bit pattern than the text 'NaN' reads back as) must still verify after a restore.
@@ -133,13 +133,21 @@ async def test_a_snapshot_taken_with_row_v2_still_verifies(
         await service.restore_postgres_into(changed.id, "old_tampered")
 
 
+@pytest.mark.parametrize(("cpus", "connections"), [(4, 2), (2, 1)])
 async def test_checksums_split_a_large_table_over_connections(
-    postgres: PostgresHandle, snapshot_service: SnapshotFactory, monkeypatch: pytest.MonkeyPatch
+    postgres: PostgresHandle,
+    snapshot_service: SnapshotFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    cpus: int,
+    connections: int,
 ) -> None:
     """A table bigger than a worker's share is read in page ranges by separate connections;
     the parts add up to the same figures at dump and at restore, and the full restore
-    (with the swap) verifies. (The smallest range is lowered so that a small table is
-    split; the split itself is the product's.)"""
+    (with the swap) verifies. After a restore the verification runs beside pg_restore's
+    index builds (``restore_jobs`` of them) and takes only the CPUs they leave: on a
+    container of two CPUs, one connection reading the table whole. (The smallest range
+    is lowered so that a small table is split, and the container's CPU count is the
+    parameter; the split itself is the product's.)"""
     postgres.psql(
         "CREATE TABLE wide (id int, pad text); "
         "INSERT INTO wide SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 50000) i; "
@@ -154,6 +162,11 @@ async def test_checksums_split_a_large_table_over_connections(
         return splits[-1]
 
     monkeypatch.setattr(cs, "split_work", recording_split)
+
+    async def count_cpus(self: PostgresSnapshots) -> int:
+        return cpus
+
+    monkeypatch.setattr(PostgresSnapshots, "_count_cpus", count_cpus)
     service = snapshot_service(postgres=postgres.container_id, restore_jobs=2)
     manifest = await service.create(SnapshotReason.MANUAL)
     assert manifest.postgres is not None
@@ -164,7 +177,9 @@ async def test_checksums_split_a_large_table_over_connections(
 
     assert postgres.psql("SELECT count(*) FROM wide") == "50010"
     restore_split = splits[-1]
-    cpus = int(exec_in(postgres.container_id, "nproc"))
-    # One connection per CPU (at most restore_jobs), each a range of the table's pages.
-    assert len(restore_split) == min(2, cpus)
+    # One connection per CPU the two pg_restore jobs leave (at least one, at most
+    # restore_jobs): several each read a range of the table's pages, one reads it whole.
+    assert len(restore_split) == connections
     assert all(piece.table.key == "public.wide" for share in restore_split for piece in share)
+    if connections == 1:
+        assert [(p.first, p.last) for p in restore_split[0]] == [(0, None)]
