@@ -141,15 +141,12 @@ async def _run_one(
 
 
 async def measure(
-    pg: PostgresSnapshots,
-    database: str,
-    method: ChecksumMethod,
-    error: type[SnapshotError],
-    beside: int = 0,
+    pg: PostgresSnapshots, database: str, method: ChecksumMethod, error: type[SnapshotError]
 ) -> Measured:
     """Everything :func:`differences` compares, of a database nobody writes to (a copy just
-    restored): on one connection per CPU of the container that the ``beside`` processes
-    the caller runs meanwhile leave free (at least one, at most ``restore_jobs``).
+    restored), while ``pg_restore`` builds its indexes (``restore_jobs`` processes): on
+    one connection per CPU of the container those leave free (at least one, at most
+    ``restore_jobs``).
 
     Why not more: beside ``pg_restore``'s index builds, which keep every CPU busy, a
     second connection only takes CPU from them, and it costs more than it gives: a
@@ -164,7 +161,7 @@ async def measure(
     )
     tagged = sql.tagged_lines(planned)
     tables = cs.parse_plan(tagged["plan"])
-    workers = max(1, min(pg.restore_jobs, cpus - beside))
+    workers = max(1, min(pg.restore_jobs, cpus - pg.restore_jobs))
     found, large_objects = await run_jobs(pg, database, tables, method, workers, error=error)
     return Measured(found, cs.parse_sequences(tagged["sequences"]), large_objects)
 

@@ -128,9 +128,7 @@ async def load_into(
                 await verified
             await _pg_restore(pg, work, target, path, "pg_restore", DATA_SECTIONS)
             measuring = asyncio.ensure_future(
-                pg_checksums.measure(
-                    pg, target, dump.checksum_method, RestoreFailed, beside=pg.restore_jobs
-                )
+                pg_checksums.measure(pg, target, dump.checksum_method, RestoreFailed)
             )
             await _pg_restore(pg, work, target, path, "pg_restore_post", ("post-data",))
         measured = await measuring
